@@ -1,0 +1,103 @@
+# The MLOps workbench. `make` alone lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -Eeuo pipefail -c
+
+COMPOSE ?= docker compose
+PROJECT ?= workbench
+DC := $(COMPOSE) -p $(PROJECT)
+SERVICES := postgres ftpd mlflow-server jupyter portainer
+# A PyPI mirror from your own pip configuration, if you have one, for the image builds.
+PIP_INDEX_URL ?= $(shell python3 -m pip config get global.index-url 2>/dev/null || true)
+export PIP_INDEX_URL
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\n"} \
+		/^[a-zA-Z0-9_%\/-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: prerequisites
+prerequisites:
+	@scripts/check-prerequisites.sh
+
+.env:
+	@scripts/make-env.sh .env
+
+.PHONY: ca-certificates
+ca-certificates: ## copy this machine's extra CA certificates into the images' trust store
+	@shopt -s nullglob; certs=(/usr/local/share/ca-certificates/*.crt); \
+	if (($${#certs[@]})); then \
+		echo "==> trusting $${#certs[@]} extra CA certificate(s) from /usr/local/share/ca-certificates"; \
+		cp -u "$${certs[@]}" base/ca-certificates/; \
+	fi
+
+.PHONY: base-image
+base-image: prerequisites ## make sure debian:bookworm-slim exists (pull, else bootstrap it from Debian's archive)
+	@base/bootstrap-debian-image.sh debian:bookworm-slim
+
+.PHONY: build
+build: prerequisites .env ca-certificates base-image ## build the workbench's images
+	@echo "==> building images"
+	$(DC) build
+
+.PHONY: up
+up: build ## start the workbench and print its URLs
+	@services="$(SERVICES)"; \
+	if ! scripts/portainer-image.sh; then services="$${services/portainer/}"; fi; \
+	echo "==> starting $$services (waits until all are healthy)"; \
+	$(DC) up -d --wait --wait-timeout 300 $$services
+	@scripts/print-urls.sh $(PROJECT)
+
+.PHONY: down
+down: prerequisites ## stop the workbench (keeps every volume: runs, models, artifacts)
+	@echo "==> stopping the workbench (volumes kept)"
+	$(DC) down --remove-orphans
+
+.PHONY: ps
+ps: ## show the services and their health
+	$(DC) ps -a
+
+.PHONY: logs
+logs: ## follow every service's logs
+	$(DC) logs -f --tail=100
+
+logs/%: ## follow one service's logs, e.g. make logs/mlflow-server
+	$(DC) logs -f --tail=100 $*
+
+shell/%: ## open a shell in a running service, e.g. make shell/jupyter
+	$(DC) exec $* bash
+
+.PHONY: credentials
+credentials: ## print the passwords you log in with
+	@$(DC) run --rm --no-deps -T secrets-init workbench-secrets show
+
+.PHONY: clean
+clean: ## remove containers AND volumes (all runs, models, artifacts); asks, or FORCE=1
+	@if [[ "$(FORCE)" != 1 ]]; then \
+		read -r -p "Delete the workbench's volumes (every run, model and artifact)? [y/N] " answer; \
+		[[ "$$answer" == [yY]* ]] || { echo "kept everything"; exit 1; }; \
+	fi
+	@echo "==> removing containers and volumes of project $(PROJECT)"
+	$(DC) down --volumes --remove-orphans
+
+.PHONY: test
+test: prerequisites ca-certificates base-image .venv ## run the test suite (brings up its own isolated stack)
+	@echo "==> pytest (an isolated stack under its own project name; see tests/README.md)"
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+.venv: tests/requirements.txt
+	@echo "==> creating .venv for the tests"
+	python3 -m venv .venv
+	.venv/bin/pip install -q --require-hashes -r tests/requirements.txt
+	@touch .venv
+
+.PHONY: lock
+lock: .venv ## re-pin the Python dependencies of every image (uv pip compile)
+	@for service in ftpd mlflow-server; do \
+		echo "==> locking $$service/requirements.txt"; \
+		.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
+			--generate-hashes -o $$service/requirements.txt $$service/requirements.in; \
+	done
+	@echo "==> locking jupyter/requirements.txt (constrained by mlflow-server's)"
+	@.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
+		--generate-hashes -c mlflow-server/requirements.txt -o jupyter/requirements.txt jupyter/requirements.in

@@ -1,0 +1,114 @@
+"""The workbench's FTP server (pyftpdlib): MLflow's artifact store.
+
+One user, whose password is read from a file; its home (the artifact root) is a named volume.
+Anonymous login is refused (pyftpdlib's DummyAuthorizer knows no user but the one added here),
+passive mode uses a fixed port range, and every login, upload and download is logged.
+
+Settings (environment):
+  FTPD_USER             the one FTP user                       (default: mlflow)
+  FTPD_PASSWORD_FILE    file holding its password              (required)
+  FTPD_HOME             its home directory, the artifact root  (default: /srv/ftp)
+  FTPD_PORT             control port                           (default: 21)
+  FTPD_PASSIVE_PORTS    passive data ports, FIRST-LAST         (default: 30000-30009)
+  FTPD_MAX_CONNECTIONS  concurrent connections                 (default: 256)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer
+
+log = logging.getLogger("ftpd")
+
+
+def _setting(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if not value:
+        sys.exit(f"ftpd: {name} is not set")
+    return value
+
+
+def _password() -> str:
+    path = Path(_setting("FTPD_PASSWORD_FILE"))
+    try:
+        password = path.read_text().rstrip("\n")
+    except OSError as exc:
+        sys.exit(f"ftpd: cannot read FTPD_PASSWORD_FILE: {exc}")
+    if not password:
+        sys.exit(f"ftpd: {path} is empty; refusing to serve without a password")
+    return password
+
+
+def _passive_ports(spec: str) -> range:
+    try:
+        first, last = (int(p) for p in spec.split("-"))
+    except ValueError:
+        sys.exit(f"ftpd: FTPD_PASSIVE_PORTS must look like 30000-30009, not {spec!r}")
+    return range(first, last + 1)
+
+
+class LoggingHandler(FTPHandler):
+    """Logs each completed or failed transfer with its user, file and size."""
+
+    def on_login(self, username):
+        log.info("login user=%s peer=%s", username, self.remote_ip)
+
+    def on_login_failed(self, username, password):
+        log.warning("login refused user=%s peer=%s", username, self.remote_ip)
+
+    def on_file_sent(self, file):
+        log.info("sent user=%s file=%s bytes=%s", self.username, file, _size(file))
+
+    def on_file_received(self, file):
+        log.info("received user=%s file=%s bytes=%s", self.username, file, _size(file))
+
+    def on_incomplete_file_sent(self, file):
+        log.warning("send aborted user=%s file=%s", self.username, file)
+
+    def on_incomplete_file_received(self, file):
+        # A partial upload is never left behind as if it were a complete artifact.
+        log.warning("receive aborted user=%s file=%s: removed", self.username, file)
+        try:
+            os.remove(file)
+        except OSError:
+            pass
+
+
+def _size(path: str) -> int | str:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return "?"
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    home = Path(_setting("FTPD_HOME", "/srv/ftp"))
+    home.mkdir(parents=True, exist_ok=True)
+
+    authorizer = DummyAuthorizer()
+    # elr: list/read; adfmw: append, delete, rename, mkdir, write; M: chmod; T: mtime.
+    authorizer.add_user(_setting("FTPD_USER", "mlflow"), _password(), str(home), perm="elradfmwMT")
+
+    handler = LoggingHandler
+    handler.authorizer = authorizer
+    handler.passive_ports = _passive_ports(_setting("FTPD_PASSIVE_PORTS", "30000-30009"))
+    handler.banner = "workbench ftpd ready"
+    handler.permit_foreign_addresses = False
+
+    server = FTPServer(("0.0.0.0", int(_setting("FTPD_PORT", "21"))), handler)
+    server.max_cons = int(_setting("FTPD_MAX_CONNECTIONS", "256"))
+    server.max_cons_per_ip = 0
+    log.info("serving %s on port %s, passive ports %s", home, _setting("FTPD_PORT", "21"),
+             _setting("FTPD_PASSIVE_PORTS", "30000-30009"))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

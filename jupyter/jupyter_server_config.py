@@ -1,0 +1,8 @@
+# JupyterLab server settings for the workbench. The token comes from JUPYTER_TOKEN_FILE.
+c = get_config()  # noqa: F821 - provided by Jupyter when it loads this file
+c.ServerApp.ip = "0.0.0.0"
+c.ServerApp.port = 8888
+c.ServerApp.open_browser = False
+c.ServerApp.root_dir = "/home/jovyan/work"
+# The token is required; no password login, no token-less access.
+c.ServerApp.allow_remote_access = True

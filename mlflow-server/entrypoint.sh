@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# mlflow-server's entrypoint. Reads the secrets from files, builds the store URIs and the
+# basic-auth config from them (only this process and its children ever see them: nothing lands
+# in the compose file, the image or `docker inspect`), migrates the schema, then execs the
+# server, which reads every setting from its MLFLOW_* variables.
+set -Eeo pipefail
+# shellcheck source=../base/bin/file-env.sh
+source /usr/local/bin/file-env.sh
+
+_setup_env() {
+	file_env MLFLOW_DB_PASSWORD
+	file_env FTPD_PASSWORD
+	file_env MLFLOW_AUTH_ADMIN_PASSWORD
+	file_env MLFLOW_FLASK_SERVER_SECRET_KEY
+	local db_user="${MLFLOW_DB_USER:-mlflow}" db_name="${MLFLOW_DB_NAME:-mlflow}"
+	local db_host="${MLFLOW_DB_HOST:-postgres}:${MLFLOW_DB_PORT:-5432}"
+	local db_pw ftp_pw
+	db_pw="$(urlencode "$MLFLOW_DB_PASSWORD")"
+	ftp_pw="$(urlencode "$FTPD_PASSWORD")"
+	# postgresql+psycopg2: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
+	export MLFLOW_BACKEND_STORE_URI="postgresql+psycopg2://${db_user}:${db_pw}@${db_host}/${db_name}"
+	export MLFLOW_ARTIFACTS_DESTINATION="ftp://${FTPD_USER:-mlflow}:${ftp_pw}@${FTPD_HOST:-ftpd}:${FTPD_PORT:-21}/artifacts"
+	export MLFLOW_SERVE_ARTIFACTS=true
+	AUTH_DATABASE_URI="postgresql+psycopg2://${db_user}:${db_pw}@${db_host}/${db_name}_auth"
+	unset MLFLOW_DB_PASSWORD FTPD_PASSWORD
+}
+
+# The basic-auth app's config: its user store in Postgres (not SQLite in the working dir).
+# Written to a tmpfs, readable by this user only; the admin password is passed through the
+# environment of this process only (MLFLOW_AUTH_ADMIN_PASSWORD) and used on the first start.
+_write_auth_config() {
+	local dir="${MLFLOW_RUNTIME_DIR:-/run/mlflow}"
+	export MLFLOW_AUTH_CONFIG_PATH="$dir/basic_auth.ini"
+	(
+		umask 077
+		cat >"$MLFLOW_AUTH_CONFIG_PATH" <<-INI
+			[mlflow]
+			default_permission = ${MLFLOW_AUTH_DEFAULT_PERMISSION:-READ}
+			database_uri = ${AUTH_DATABASE_URI//%/%%}
+			admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
+			authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+			grant_default_workspace_access = false
+			auth_cache_ttl_seconds = ${MLFLOW_AUTH_CACHE_TTL_SECONDS:-0}
+		INI
+	)
+	unset AUTH_DATABASE_URI
+}
+
+_main() {
+	_setup_env
+	_write_auth_config
+	if [[ "${1:-}" == mlflow && "${2:-}" == server ]]; then
+		echo "mlflow-server: mlflow db upgrade (no-op when the schema is current)"
+		mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"
+	fi
+	exec "$@"
+}
+
+_main "$@"

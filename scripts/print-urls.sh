@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Prints where the running workbench answers and where its credentials are.
+set -Euo pipefail
+project="${1:-workbench}"
+url() { # service port -> http://address:port of the published port, or empty
+	local hostport
+	hostport="$(docker compose -p "$project" port "$1" "$2" 2>/dev/null | head -n1)" || return 0
+	[[ -n "$hostport" ]] && printf '%s' "$hostport"
+}
+mlflow="$(url mlflow-server 5000)"; jupyter="$(url jupyter 8888)"; portainer="$(url portainer 9443)"
+echo
+echo "The workbench is up:"
+[[ -n "$mlflow" ]] && echo "  MLflow UI + API   http://$mlflow            user admin"
+[[ -n "$jupyter" ]] && echo "  JupyterLab        http://$jupyter/lab        token required"
+if [[ -n "$portainer" ]]; then echo "  Portainer         https://$portainer          user admin"
+else echo "  Portainer         not running (see the warning above)"; fi
+echo
+if [[ -f .env ]] && grep -q "^MLFLOW_ADMIN_PASSWORD='" .env; then
+	echo "Credentials: in .env (MLFLOW_ADMIN_PASSWORD, JUPYTER_TOKEN, PORTAINER_ADMIN_PASSWORD); or: make credentials"
+else
+	echo "Credentials: make credentials"
+fi

@@ -1,0 +1,123 @@
+"""The suite's fixtures: one real workbench stack per session, under its own Compose project.
+
+The stack is built and started with `docker compose up --wait` (the healthchecks are the
+readiness signal) under a unique project name, with every port on an ephemeral 127.0.0.1 port,
+so it runs beside a user's own workbench. At the end it dumps the logs of every service if any
+test failed, then removes the stack and its volumes.
+
+Inner loop: WORKBENCH_TEST_PROJECT=wbdev WORKBENCH_TEST_KEEP=1 reuses (and keeps) one stack.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from pathlib import Path
+
+import pytest
+
+from utils.stack import REPO, Stack, image_present, portainer_image
+
+# Hostile values, as the official postgres image's tests use: spaces, quotes, URI and
+# configparser metacharacters. They must survive every connection URI and config file.
+HOSTILE_SECRETS = {
+    "POSTGRES_PASSWORD": "su per'user \"pw\" $HOME;%",
+    "MLFLOW_DB_PASSWORD": "db p@ss:w/o'rd\"%20?#&=+ ",
+    "FTPD_PASSWORD": "ftp p@ss:w/o'rd\"%41#x",
+    "MLFLOW_ADMIN_PASSWORD": "Adm1n p@ss:wo'rd\"%%x",
+    "MLFLOW_FLASK_SECRET_KEY": secrets.token_hex(16),
+    "JUPYTER_TOKEN": secrets.token_urlsafe(16),
+    "PORTAINER_ADMIN_PASSWORD": "portainer-p@ss w0rd'\"",
+}
+# The DB password's trailing space is on purpose: only machines type it.
+
+
+def pytest_configure(config):
+    for marker in (
+        "slow: brings up a second stack or restarts services (minutes)",
+        "portainer: needs the Portainer image (skipped where it cannot be had)",
+    ):
+        config.addinivalue_line("markers", marker)
+
+
+def _env_file(directory: Path) -> Path:
+    path = directory / "test.env"
+    path.write_text(
+        "WORKBENCH_BIND_ADDRESS=127.0.0.1\n"
+        "WORKBENCH_MLFLOW_PORT=0\nWORKBENCH_JUPYTER_PORT=0\nWORKBENCH_PORTAINER_PORT=0\n"
+        "WORKBENCH_VERSION=local\n"
+    )
+    return path
+
+
+def _new_stack(tmp_path_factory, prefix: str, secrets_: dict[str, str]) -> tuple[Stack, bool]:
+    project = os.environ.get("WORKBENCH_TEST_PROJECT") if prefix == "wbtest" else None
+    keep = bool(project) and os.environ.get("WORKBENCH_TEST_KEEP") == "1"
+    project = project or f"{prefix}{uuid.uuid4().hex[:6]}"
+    return Stack(project, _env_file(tmp_path_factory.mktemp(project)), secrets_), keep
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, request):
+    """The workbench as `make up` runs it: secrets given in .env (here: hostile ones)."""
+    stack, keep = _new_stack(tmp_path_factory, "wbtest", HOSTILE_SECRETS)
+    failed_before = request.session.testsfailed
+    try:
+        stack.up()
+        yield stack
+    finally:
+        if request.session.testsfailed > failed_before or os.environ.get("WORKBENCH_TEST_LOGS"):
+            print(f"\n===== logs of {stack.project} =====\n{stack.logs()}")
+        if not keep:
+            stack.down(volumes=True)
+
+
+@pytest.fixture
+def stack_factory(tmp_path_factory, request):
+    """Extra stacks (e.g. plain `docker compose up` with no secrets given); removed afterwards."""
+    made: list[Stack] = []
+
+    def make(secrets_: dict[str, str] | None = None) -> Stack:
+        stack, _ = _new_stack(tmp_path_factory, "wbextra", secrets_ or {})
+        made.append(stack)
+        return stack
+
+    yield make
+    for stack in made:
+        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+            print(f"\n===== logs of {stack.project} =====\n{stack.logs()}")
+        stack.down(volumes=True)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def admin_auth(stack) -> tuple[str, str]:
+    return ("admin", HOSTILE_SECRETS["MLFLOW_ADMIN_PASSWORD"])
+
+
+@pytest.fixture(scope="session")
+def mlflow_url(stack) -> str:
+    return stack.url("mlflow-server", 5000)
+
+
+@pytest.fixture
+def unique_name(request) -> str:
+    """A name no other test (or earlier run on a kept stack) uses: experiments, models."""
+    return f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def portainer_available() -> None:
+    if not image_present(portainer_image()):
+        pytest.skip(f"Portainer's image {portainer_image()} is not on this machine and cannot "
+                    "be pulled here (no container registry); its runtime checks need it")
+
+
+__all__ = ["REPO"]

@@ -1,0 +1,108 @@
+"""A workbench stack under its own Compose project: the suite's handle on the real containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = ["postgres", "ftpd", "mlflow-server", "jupyter", "portainer"]
+
+
+def portainer_image() -> str:
+    version = os.environ.get("PORTAINER_VERSION", "2.27.3")
+    return f"portainer/portainer-ce:{version}"
+
+
+def image_present(image: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+
+
+def http_session(auth: tuple[str, str] | None = None) -> requests.Session:
+    """A session that retries connection errors and 502/503/504 a few times (not 4xx)."""
+    session = requests.Session()
+    retry = Retry(total=5, connect=5, read=2, backoff_factor=0.5, status_forcelist=[502, 503, 504],
+                  allowed_methods=None)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.auth = auth
+    return session
+
+
+@dataclass
+class Stack:
+    """`docker compose -p <project>` over this repo's docker-compose.yml.
+
+    `env_file` replaces the user's .env (so a developer's settings never leak into a test stack);
+    `secrets` are passed through the process environment, where any character is allowed.
+    """
+
+    project: str
+    env_file: Path
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 900,
+                input: str | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, **self.secrets}
+        command = ["docker", "compose", "-p", self.project, "--env-file", str(self.env_file),
+                   "-f", str(REPO / "docker-compose.yml"), *args]
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=timeout, input=input)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n"
+                                 f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}")
+        return result
+
+    def services(self) -> list[str]:
+        """The services to run: all but Portainer when its image is absent here."""
+        return [s for s in SERVICES if s != "portainer" or image_present(portainer_image())]
+
+    def up(self, *services: str) -> None:
+        self.compose("up", "-d", "--wait", "--wait-timeout", "600", *(services or self.services()))
+
+    def down(self, *, volumes: bool = False) -> None:
+        self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []), timeout=300)
+
+    def exec(self, service: str, *command: str, user: str | None = None, check: bool = True,
+             input: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+        return self.compose("exec", "-T", *(["--user", user] if user else []), service, *command,
+                            check=check, input=input, timeout=timeout)
+
+    def python(self, service: str, code: str, *, check: bool = True, timeout: float = 900) -> str:
+        """Run Python code (fed on stdin) inside a service's container; returns stdout."""
+        return self.exec(service, "python3", "-", input=code, check=check, timeout=timeout).stdout
+
+    def psql(self, sql: str, *, database: str = "mlflow") -> list[list[str]]:
+        """Query as the postgres superuser over the container's Unix socket (peer auth)."""
+        out = self.exec("postgres", "psql", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                        "-U", "postgres", "-d", database, "-c", sql).stdout
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def port(self, service: str, container_port: int) -> str:
+        """host:port where a service's port is published."""
+        out = self.compose("port", service, str(container_port)).stdout.strip().splitlines()
+        assert out, f"{service}:{container_port} is not published"
+        return out[0]
+
+    def url(self, service: str, container_port: int, scheme: str = "http") -> str:
+        return f"{scheme}://{self.port(service, container_port)}"
+
+    def container_id(self, service: str) -> str:
+        return self.compose("ps", "-q", service).stdout.strip()
+
+    def inspect(self, service: str) -> dict:
+        out = subprocess.run(["docker", "inspect", self.container_id(service)], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out)[0]
+
+    def logs(self, *services: str) -> str:
+        return self.compose("logs", "--no-color", "--tail", "200", *services, check=False).stdout
+
+    def read_secret(self, service: str, name: str) -> str:
+        return self.exec(service, "cat", f"/run/secrets/{name}").stdout
