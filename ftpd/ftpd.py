@@ -2,7 +2,8 @@
 
 One user, whose password is read from a file; its home (the artifact root) is a named volume.
 Anonymous login is refused (pyftpdlib's DummyAuthorizer knows no user but the one added here),
-passive mode uses a fixed port range, and every login, upload and download is logged.
+passive mode uses a fixed port range, and every login, upload and download is logged
+(pyftpdlib's own log lines); an aborted upload is deleted.
 
 Settings (environment):
   FTPD_USER             the one FTP user                       (default: mlflow)
@@ -53,38 +54,17 @@ def _passive_ports(spec: str) -> range:
     return range(first, last + 1)
 
 
-class LoggingHandler(FTPHandler):
-    """Logs each completed or failed transfer with its user, file and size."""
-
-    def on_login(self, username):
-        log.info("login user=%s peer=%s", username, self.remote_ip)
-
-    def on_login_failed(self, username, password):
-        log.warning("login refused user=%s peer=%s", username, self.remote_ip)
-
-    def on_file_sent(self, file):
-        log.info("sent user=%s file=%s bytes=%s", self.username, file, _size(file))
-
-    def on_file_received(self, file):
-        log.info("received user=%s file=%s bytes=%s", self.username, file, _size(file))
-
-    def on_incomplete_file_sent(self, file):
-        log.warning("send aborted user=%s file=%s", self.username, file)
+class ArtifactHandler(FTPHandler):
+    """pyftpdlib logs every command and transfer (`STOR <file> completed=1 bytes=N`) itself; this
+    handler adds that an aborted upload is removed, so a partial file is never served as a
+    complete artifact."""
 
     def on_incomplete_file_received(self, file):
-        # A partial upload is never left behind as if it were a complete artifact.
-        log.warning("receive aborted user=%s file=%s: removed", self.username, file)
+        log.warning("upload aborted, partial file removed: %s", file)
         try:
             os.remove(file)
         except OSError:
             pass
-
-
-def _size(path: str) -> int | str:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return "?"
 
 
 def main() -> None:
@@ -96,7 +76,7 @@ def main() -> None:
     # elr: list/read; adfmw: append, delete, rename, mkdir, write; M: chmod; T: mtime.
     authorizer.add_user(_setting("FTPD_USER", "mlflow"), _password(), str(home), perm="elradfmwMT")
 
-    handler = LoggingHandler
+    handler = ArtifactHandler
     handler.authorizer = authorizer
     handler.passive_ports = _passive_ports(_setting("FTPD_PASSIVE_PORTS", "30000-30009"))
     handler.banner = "workbench ftpd ready"

@@ -11,7 +11,6 @@ Inner loop: WORKBENCH_TEST_PROJECT=wbdev WORKBENCH_TEST_KEEP=1 reuses (and keeps
 from __future__ import annotations
 
 import os
-import secrets
 import uuid
 from pathlib import Path
 
@@ -26,8 +25,8 @@ HOSTILE_SECRETS = {
     "MLFLOW_DB_PASSWORD": "db p@ss:w/o'rd\"%20?#&=+ ",
     "FTPD_PASSWORD": "ftp p@ss:w/o'rd\"%41#x",
     "MLFLOW_ADMIN_PASSWORD": "Adm1n p@ss:wo'rd\"%%x",
-    "MLFLOW_FLASK_SECRET_KEY": secrets.token_hex(16),
-    "JUPYTER_TOKEN": secrets.token_urlsafe(16),
+    "MLFLOW_FLASK_SECRET_KEY": "flask secret 'key' \"%\" for tests only",
+    "JUPYTER_TOKEN": "test-token-Zq9vX2kP7rL4",
     "PORTAINER_ADMIN_PASSWORD": "portainer-p@ss w0rd'\"",
 }
 # The DB password's trailing space is on purpose: only machines type it.
@@ -64,7 +63,7 @@ def stack(tmp_path_factory, request):
     stack, keep = _new_stack(tmp_path_factory, "wbtest", HOSTILE_SECRETS)
     failed_before = request.session.testsfailed
     try:
-        stack.up()
+        stack.up(build=True)
         yield stack
     finally:
         if request.session.testsfailed > failed_before or os.environ.get("WORKBENCH_TEST_LOGS"):

@@ -63,8 +63,10 @@ class Stack:
         """The services to run: all but Portainer when its image is absent here."""
         return [s for s in SERVICES if s != "portainer" or image_present(portainer_image())]
 
-    def up(self, *services: str) -> None:
-        self.compose("up", "-d", "--wait", "--wait-timeout", "600", *(services or self.services()))
+    def up(self, *services: str, build: bool = False) -> None:
+        """`up --wait`: returns once every started service's healthcheck passes."""
+        self.compose("up", "-d", *(["--build"] if build else []), "--wait", "--wait-timeout", "600",
+                     *(services or self.services()), timeout=3600)
 
     def down(self, *, volumes: bool = False) -> None:
         self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []), timeout=300)

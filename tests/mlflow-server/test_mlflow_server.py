@@ -1,0 +1,93 @@
+"""mlflow-server: authentication on, UI served, secrets out of sight, proxied artifacts."""
+
+from __future__ import annotations
+
+import pytest
+
+from utils.stack import REPO, http_session
+
+
+def test_tracking_api_without_credentials_answers_401(mlflow_url):
+    response = http_session().post(f"{mlflow_url}/api/2.0/mlflow/experiments/search",
+                                   json={"max_results": 1}, timeout=10)
+    assert response.status_code == 401
+
+
+def test_tracking_api_with_a_wrong_password_answers_401(mlflow_url):
+    response = http_session(("admin", "not-the-password")).post(
+        f"{mlflow_url}/api/2.0/mlflow/experiments/search", json={"max_results": 1}, timeout=10)
+    assert response.status_code == 401
+
+
+def test_ui_serves_the_mlflow_page(mlflow_url, admin_auth):
+    response = http_session(admin_auth).get(f"{mlflow_url}/", timeout=10)
+    assert response.status_code == 200
+    assert "<title>MLflow</title>" in response.text
+
+
+def test_health_answers(mlflow_url):
+    assert http_session().get(f"{mlflow_url}/health", timeout=10).status_code == 200
+
+
+def test_other_containers_reach_it_by_its_service_name(stack):
+    # The Host-header protection must admit `mlflow-server`, the name jupyter uses.
+    code = "import urllib.request; print(urllib.request.urlopen('http://mlflow-server:5000/health').status)"
+    assert stack.python("jupyter", code).strip() == "200"
+
+
+def test_unknown_host_header_is_refused(mlflow_url, admin_auth):
+    # DNS-rebinding protection: a name not in MLFLOW_SERVER_ALLOWED_HOSTS gets 403, even with
+    # valid credentials.
+    response = http_session(admin_auth).post(f"{mlflow_url}/api/2.0/mlflow/experiments/search",
+                                             json={"max_results": 1}, timeout=10,
+                                             headers={"Host": "evil.example"})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("service", ["mlflow-server", "postgres", "ftpd", "jupyter"])
+def test_no_secret_in_docker_inspect(stack, service):
+    inspected = repr(stack.inspect(service))
+    for name in ("mlflow-db-password", "ftpd-password", "mlflow-admin-password",
+                 "postgres-password", "jupyter-token"):
+        for holder in ("postgres", "ftpd", "mlflow-server", "jupyter"):
+            result = stack.exec(holder, "cat", f"/run/secrets/{name}", check=False)
+            if result.returncode == 0 and result.stdout:
+                assert result.stdout not in inspected, f"{name} visible in docker inspect {service}"
+
+
+def test_no_secret_in_the_compose_file(stack):
+    compose = (REPO / "docker-compose.yml").read_text()
+    password = stack.read_secret("mlflow-server", "mlflow-admin-password")
+    assert password not in compose
+
+
+PROCESSES = """
+import os
+for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
+    if int(pid) == os.getpid():
+        continue
+    try:
+        uid = os.stat(f"/proc/{pid}").st_uid
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode().strip()
+    except OSError:
+        continue
+    print(uid, cmd)
+"""
+
+
+def test_server_runs_as_non_root_without_the_job_runner(stack):
+    processes = stack.python("mlflow-server", PROCESSES).splitlines()
+    assert processes and all(line.startswith("1002 ") for line in processes), processes
+    # The mlflow CLI, uvicorn's supervisor, multiprocessing's resource tracker and
+    # MLFLOW_WORKERS=2 workers; the default server (job runner on) starts 15 processes.
+    assert len(processes) <= 5, processes
+
+
+def test_restart_on_a_migrated_database_changes_nothing(stack):
+    before = stack.psql("SELECT version_num FROM alembic_version")
+    tables = stack.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+    stack.compose("restart", "mlflow-server")
+    stack.up("mlflow-server")
+    assert stack.psql("SELECT version_num FROM alembic_version") == before
+    assert stack.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == tables
+    assert "mlflow db upgrade" in stack.logs("mlflow-server")
