@@ -82,7 +82,7 @@ clean: ## remove containers AND volumes (all runs, models, artifacts); asks, or 
 
 .PHONY: test
 test: prerequisites ca-certificates base-image .venv ## run the test suite (brings up its own isolated stack)
-	@echo "==> pytest (an isolated stack under its own project name; see tests/README.md)"
+	@echo "==> pytest (an isolated stack under its own project name; README.md, Testing)"
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 .venv: tests/requirements.txt
