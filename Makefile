@@ -101,3 +101,6 @@ lock: .venv ## re-pin the Python dependencies of every image (uv pip compile)
 	@echo "==> locking jupyter/requirements.txt (constrained by mlflow-server's)"
 	@.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
 		--generate-hashes -c mlflow-server/requirements.txt -o jupyter/requirements.txt jupyter/requirements.in
+
+# Serving: make serve / serve-stop / serve-logs / serve-ps / score (serving/serving.mk).
+-include serving/serving.mk

@@ -49,6 +49,7 @@ _write_auth_config() {
 _main() {
 	_setup_env
 	_write_auth_config
+	if [[ -n "${MLFLOW_EXPOSE_PROMETHEUS:-}" ]]; then mkdir -p "$MLFLOW_EXPOSE_PROMETHEUS"; fi
 	if [[ "${1:-}" == mlflow && "${2:-}" == server ]]; then
 		echo "mlflow-server: mlflow db upgrade (no-op when the schema is current)"
 		mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"

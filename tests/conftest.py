@@ -101,8 +101,9 @@ def admin_auth(stack) -> tuple[str, str]:
     return ("admin", HOSTILE_SECRETS["MLFLOW_ADMIN_PASSWORD"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def mlflow_url(stack) -> str:
+    # Looked up per test: a restarted container gets a new ephemeral host port.
     return stack.url("mlflow-server", 5000)
 
 

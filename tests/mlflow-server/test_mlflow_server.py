@@ -78,9 +78,9 @@ for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
 def test_server_runs_as_non_root_without_the_job_runner(stack):
     processes = stack.python("mlflow-server", PROCESSES).splitlines()
     assert processes and all(line.startswith("1002 ") for line in processes), processes
-    # The mlflow CLI, uvicorn's supervisor, multiprocessing's resource tracker and
-    # MLFLOW_WORKERS=2 workers; the default server (job runner on) starts 15 processes.
-    assert len(processes) <= 5, processes
+    # tini (init: true), the mlflow CLI, uvicorn's supervisor, multiprocessing's resource
+    # tracker and MLFLOW_WORKERS=2 workers; the default server (job runner on) starts 15.
+    assert len(processes) <= 6, processes
 
 
 def test_restart_on_a_migrated_database_changes_nothing(stack):
@@ -91,3 +91,24 @@ def test_restart_on_a_migrated_database_changes_nothing(stack):
     assert stack.psql("SELECT version_num FROM alembic_version") == before
     assert stack.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == tables
     assert "mlflow db upgrade" in stack.logs("mlflow-server")
+
+
+def test_prometheus_metrics_are_exposed(mlflow_url, admin_auth):
+    http = http_session(admin_auth)
+    http.post(f"{mlflow_url}/api/2.0/mlflow/experiments/search", json={"max_results": 1}, timeout=10)
+    metrics = http.get(f"{mlflow_url}/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert "mlflow_http_request_total" in metrics.text
+
+
+@pytest.mark.parametrize("source", ["file:///etc/passwd", "/etc", "ftp://ftpd/artifacts/1",
+                                    "mlflow-artifacts:/1/../../etc", "s3://bucket/model"])
+def test_model_versions_must_point_inside_the_artifact_store(mlflow_url, admin_auth, unique_name, source):
+    http = http_session(admin_auth)
+    created = http.post(f"{mlflow_url}/api/2.0/mlflow/registered-models/create",
+                        json={"name": unique_name}, timeout=10)
+    assert created.status_code == 200, created.text
+    response = http.post(f"{mlflow_url}/api/2.0/mlflow/model-versions/create",
+                         json={"name": unique_name, "source": source}, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
