@@ -40,10 +40,12 @@ build: prerequisites .env ca-certificates base-image ## build the workbench's im
 	@echo "==> building images"
 	$(DC) build
 
+# The services to start: all, but Portainer only where its image can be had (it says why not).
+START_SERVICES = services="$(SERVICES)"; scripts/portainer-image.sh || services="$${services/portainer/}"
+
 .PHONY: up
 up: build ## start the workbench and print its URLs
-	@services="$(SERVICES)"; \
-	if ! scripts/portainer-image.sh; then services="$${services/portainer/}"; fi; \
+	@$(START_SERVICES); \
 	echo "==> starting $$services (waits until all are healthy)"; \
 	$(DC) up -d --wait --wait-timeout 300 $$services
 	@scripts/print-urls.sh $(PROJECT)
@@ -79,6 +81,17 @@ clean: ## remove containers AND volumes (all runs, models, artifacts); asks, or 
 	fi
 	@echo "==> removing containers and volumes of project $(PROJECT)"
 	$(DC) down --volumes --remove-orphans
+
+.PHONY: backup
+backup: prerequisites ## write backups/workbench-<time>.tar: databases, artifacts, secrets, manifest
+	@WORKBENCH_COMPOSE="$(DC)" scripts/backup.sh backups
+
+.PHONY: restore
+restore: build ## restore FILE=backups/workbench-<time>.tar into empty volumes (after make clean)
+	@[[ -n "$(FILE)" ]] || { echo "usage: make restore FILE=backups/workbench-<time>.tar" >&2; exit 2; }
+	@$(START_SERVICES); \
+	WORKBENCH_COMPOSE="$(DC)" scripts/restore.sh "$(FILE)" $$services
+	@scripts/print-urls.sh $(PROJECT)
 
 .PHONY: test
 test: prerequisites ca-certificates base-image .venv ## run the test suite (brings up its own isolated stack)

@@ -11,7 +11,7 @@ from utils.stack import http_session
 @pytest.mark.slow
 def test_without_env_every_secret_is_generated_and_works(stack_factory):
     plain = stack_factory()  # no secrets given: what `docker compose up` does without .env
-    plain.up("mlflow-server")
+    plain.up("mlflow-server", build=True)
     generated = plain.compose("run", "--rm", "--no-deps", "-T", "secrets-init", "cat",
                               "/secrets/mlflow-server/mlflow-admin-password").stdout
     assert len(generated) >= 24

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# make backup: one timestamped archive of the running workbench, taken while it runs:
+#   mlflow.dump, mlflow_auth.dump   pg_dump --format=custom of MLflow's two databases
+#   artifacts.tar                   the artifact tree of the FTP volume
+#   secrets.json                    every secret (restore recreates the same workbench)
+#   manifest.json                   checksums, sizes, versions, counts
+# The archive holds passwords and password hashes: it is written mode 0600.
+#
+#   WORKBENCH_COMPOSE="docker compose -p workbench" scripts/backup.sh [DIRECTORY]
+set -Eeuo pipefail
+read -r -a dc <<<"${WORKBENCH_COMPOSE:-docker compose -p workbench}"
+out_dir="${1:-backups}"
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+name="workbench-$stamp"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+umask 077
+mkdir -p "$out_dir" "$work/$name"
+
+step() { printf '==> %s\n' "$*" >&2; }
+size() { du -h "$1" | cut -f1; }
+
+"${dc[@]}" exec -T postgres pg_isready -h 127.0.0.1 -q \
+	|| { echo "error: postgres is not running: start the workbench first (make up)" >&2; exit 1; }
+
+for db in mlflow mlflow_auth; do
+	step "pg_dump $db"
+	"${dc[@]}" exec -T postgres pg_dump -U postgres --format=custom --compress=6 "$db" >"$work/$name/$db.dump"
+	step "  $db.dump: $(size "$work/$name/$db.dump")"
+done
+
+step "artifacts from the FTP volume"
+"${dc[@]}" exec -T ftpd tar -C /srv/ftp -cf - . >"$work/$name/artifacts.tar"
+step "  artifacts.tar: $(size "$work/$name/artifacts.tar") ($(tar -tf "$work/$name/artifacts.tar" | grep -vc '/$') files)"
+
+step "secrets"
+"${dc[@]}" run --rm --no-deps -T secrets-init workbench-secrets export >"$work/$name/secrets.json"
+
+step "manifest"
+counts="$("${dc[@]}" exec -T postgres psql -U postgres -d mlflow -XAt -c \
+	"SELECT json_build_object('experiments', (SELECT count(*) FROM experiments),
+	                          'runs', (SELECT count(*) FROM runs),
+	                          'metrics', (SELECT count(*) FROM metrics),
+	                          'registered_models', (SELECT count(*) FROM registered_models),
+	                          'model_versions', (SELECT count(*) FROM model_versions))")"
+pg_version="$("${dc[@]}" exec -T postgres postgres --version)"
+mlflow_version="$("${dc[@]}" exec -T mlflow-server python3 -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null || echo unknown)"
+schema="$("${dc[@]}" exec -T postgres psql -U postgres -d mlflow -XAt -c 'SELECT version_num FROM alembic_version')"
+python3 - "$work/$name" "$stamp" "$counts" "$pg_version" "$mlflow_version" "$schema" <<'PY'
+import hashlib, json, sys
+from pathlib import Path
+folder, stamp, counts, pg, mlflow, schema = sys.argv[1:]
+files = {}
+for path in sorted(Path(folder).iterdir()):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    files[path.name] = {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+manifest = {"format": 1, "created": stamp, "postgres": pg, "mlflow": mlflow,
+            "alembic_version": schema, "counts": json.loads(counts), "files": files}
+(Path(folder) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+PY
+
+tar -C "$work" -cf "$out_dir/$name.tar" "$name"
+chmod 600 "$out_dir/$name.tar"
+step "wrote $out_dir/$name.tar ($(size "$out_dir/$name.tar"), mode 0600): $counts"
+echo "$out_dir/$name.tar"
