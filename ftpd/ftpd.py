@@ -3,7 +3,8 @@
 One user, whose password is read from a file; its home (the artifact root) is a named volume.
 Anonymous login is refused (pyftpdlib's DummyAuthorizer knows no user but the one added here),
 passive mode uses a fixed port range, and every login, upload and download is logged
-(pyftpdlib's own log lines); an aborted upload is deleted.
+(pyftpdlib's own log lines); uploads are atomic (received under a temporary name, renamed when
+complete), so a partial file is never served as an artifact.
 
 Settings (environment):
   FTPD_USER             the one FTP user                       (default: mlflow)
@@ -54,10 +55,40 @@ def _passive_ports(spec: str) -> range:
     return range(first, last + 1)
 
 
+PARTIAL = ".partial"
+
+
+def _partial_name(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}{PARTIAL}")
+
+
 class ArtifactHandler(FTPHandler):
-    """pyftpdlib logs every command and transfer (`STOR <file> completed=1 bytes=N`) itself; this
-    handler adds that an aborted upload is removed, so a partial file is never served as a
-    complete artifact."""
+    """Uploads are atomic: a file is received as `.<name>.partial` and renamed to its name only
+    once the transfer completed. A client that disconnects, or a server that is killed, midway
+    never leaves a partial file that would be served as a complete artifact. pyftpdlib logs
+    every command and transfer (`STOR <file> completed=1 bytes=N`) itself."""
+
+    _final_name: str | None = None
+
+    def ftp_STOR(self, file, mode="w"):
+        # Plain uploads only: appends (APPE) and resumed uploads (REST) write in place.
+        if mode != "w" or self._restart_position:
+            self._final_name = None
+            return super().ftp_STOR(file, mode)
+        self._final_name = file
+        return super().ftp_STOR(_partial_name(file), mode)
+
+    def _final(self, file: str) -> str:
+        return self._final_name if self._final_name and file == _partial_name(self._final_name) else file
+
+    def log_transfer(self, cmd, filename, receive, completed, elapsed, bytes):
+        # Logged under the name the client asked for, not the temporary one.
+        super().log_transfer(cmd, self._final(filename), receive, completed, elapsed, bytes)
+
+    def on_file_received(self, file):
+        if self._final(file) != file:
+            os.replace(file, self._final(file))
 
     def on_incomplete_file_received(self, file):
         log.warning("upload aborted, partial file removed: %s", file)
@@ -67,10 +98,18 @@ class ArtifactHandler(FTPHandler):
             pass
 
 
+def remove_partial_uploads(home: Path) -> None:
+    """Partial files left by a killed server: never complete, so never kept."""
+    for path in home.rglob(f".*{PARTIAL}"):
+        log.warning("removing a partial upload left by an earlier crash: %s", path)
+        path.unlink(missing_ok=True)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     home = Path(_setting("FTPD_HOME", "/srv/ftp"))
     home.mkdir(parents=True, exist_ok=True)
+    remove_partial_uploads(home)
 
     authorizer = DummyAuthorizer()
     # elr: list/read; adfmw: append, delete, rename, mkdir, write; M: chmod; T: mtime.

@@ -1,0 +1,182 @@
+"""Faults survived, with bounded load on the stack's own containers only.
+
+- postgres crashes (SIGKILL) while 4 clients log metrics: clients without retries get errors,
+  not hangs; clients with MLflow's retries ride the outage out; postgres comes back by its
+  restart policy; mlflow-server recovers without a restart by hand; every acknowledged write is
+  there afterwards.
+- ftpd crashes during an artifact upload: the client is told; a retry succeeds; no partial file
+  is ever served as a complete artifact.
+- mlflow-server restarts under load: no acknowledged write lost.
+Each prints its figures (writes acknowledged / found, errors, recovery seconds)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from utils.faults import crash, start_in, wait_healthy
+
+# Two clients (threads) logging metrics as fast as they can for `duration` seconds into runs of
+# their own; prints "started" once the runs exist, then a JSON report of what was acknowledged.
+LOAD = r"""
+import json, os, sys, threading, time
+experiment, duration, retries = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = retries
+os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
+import mlflow
+from mlflow import MlflowClient
+client = MlflowClient()
+exp_id = mlflow.set_experiment(experiment).experiment_id
+runs = [client.create_run(exp_id).info.run_id for _ in range(2)]
+report = {r: {"acked": [], "errors": 0, "calls": 0, "last_error": None} for r in runs}
+print("started", flush=True)
+t0 = time.monotonic()
+def worker(run_id):
+    step = 0
+    while time.monotonic() - t0 < duration:
+        report[run_id]["calls"] += 1
+        try:
+            client.log_metric(run_id, "load", float(step), step=step)
+            report[run_id]["acked"].append(step)
+        except Exception as exc:
+            report[run_id]["errors"] += 1
+            report[run_id]["last_error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
+            time.sleep(0.2)
+        step += 1
+threads = [threading.Thread(target=worker, args=(r,)) for r in runs]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps(report))
+"""
+
+
+def start_load(stack, experiment: str, duration: int, retries: int):
+    process = start_in(stack, "jupyter", LOAD, experiment, str(duration), str(retries))
+    assert process.stdout.readline().strip() == "started", process.stderr.read()
+    return process
+
+
+def finish(process, timeout: float) -> dict:
+    # "errors, not hangs": every client returns within its own time budget plus its timeouts.
+    stdout, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def steps_in_postgres(stack, run_ids) -> dict[str, set[int]]:
+    ids = ",".join(f"'{r}'" for r in run_ids)
+    rows = stack.psql(f"SELECT run_uuid, step FROM metrics WHERE key = 'load' AND run_uuid IN ({ids})")
+    found: dict[str, set[int]] = {r: set() for r in run_ids}
+    for run_uuid, step in rows:
+        found[run_uuid].add(int(step))
+    return found
+
+
+def check_acknowledged_writes(stack, *reports) -> tuple[int, int]:
+    acked = {r: set(v["acked"]) for report in reports for r, v in report.items()}
+    found = steps_in_postgres(stack, acked)
+    for run_id, steps in acked.items():
+        missing = steps - found[run_id]
+        assert not missing, f"run {run_id}: {len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:5]}"
+    return sum(len(s) for s in acked.values()), sum(len(found[r] & acked[r]) for r in acked)
+
+
+@pytest.mark.slow
+def test_postgres_crash_under_load(stack, capsys):
+    started_at = stack.inspect("mlflow-server")["State"]["StartedAt"]
+    no_retry = start_load(stack, "fault-postgres", duration=25, retries=0)
+    with_retry = start_load(stack, "fault-postgres", duration=25, retries=6)
+    time.sleep(5)  # let the load run before the crash
+    killed = crash(stack, "postgres")
+    healthy = wait_healthy(stack, "postgres")
+    reports = finish(no_retry, timeout=180), finish(with_retry, timeout=180)
+
+    assert stack.inspect("postgres")["RestartCount"] >= 1  # its restart policy brought it back
+    assert stack.inspect("mlflow-server")["State"]["StartedAt"] == started_at  # no hand restart
+    no_retry_errors = sum(v["errors"] for v in reports[0].values())
+    retry_errors = sum(v["errors"] for v in reports[1].values())
+    assert no_retry_errors > 0, "the outage went unnoticed: did postgres really go down?"
+    assert retry_errors == 0, f"clients with retries failed: {[v['last_error'] for v in reports[1].values()]}"
+    acked, found = check_acknowledged_writes(stack, *reports)
+    with capsys.disabled():
+        print(f"\n[postgres crash] acknowledged {acked}, found {found}; errors without retries "
+              f"{no_retry_errors}, with retries {retry_errors}; postgres healthy again after "
+              f"{healthy - killed:.1f} s")
+
+
+@pytest.mark.slow
+def test_mlflow_server_restart_under_load(stack, capsys):
+    with_retry = start_load(stack, "fault-restart", duration=25, retries=6)
+    time.sleep(5)
+    restarted = time.monotonic()
+    stack.compose("restart", "mlflow-server")
+    healthy = wait_healthy(stack, "mlflow-server")
+    report = finish(with_retry, timeout=180)
+    errors = sum(v["errors"] for v in report.values())
+    assert errors == 0, [v["last_error"] for v in report.values()]
+    acked, found = check_acknowledged_writes(stack, report)
+    with capsys.disabled():
+        print(f"\n[mlflow-server restart] acknowledged {acked}, found {found}, client errors "
+              f"{errors}; healthy again after {healthy - restarted:.1f} s")
+
+
+# Upload one big artifact through the proxy; prints "ok" or the error the client got.
+UPLOAD = r"""
+import os, sys, mlflow
+from mlflow import MlflowClient
+run_id, path = sys.argv[1], sys.argv[2]
+os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+try:
+    MlflowClient().log_artifact(run_id, path, artifact_path="big")
+    print("ok")
+except Exception as exc:
+    print(f"error {type(exc).__name__}: {str(exc)[:200]}")
+"""
+
+
+@pytest.mark.slow
+def test_ftpd_crash_during_upload(stack, capsys):
+    setup = stack.python("jupyter", """
+import hashlib, json, os, mlflow
+mlflow.set_experiment("fault-ftpd")
+run = mlflow.start_run(); mlflow.end_run()
+path = "/tmp/fault-upload.bin"
+with open(path, "wb") as f:
+    for _ in range(300):
+        f.write(os.urandom(1 << 20))
+print(json.dumps({"run_id": run.info.run_id, "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()}))
+""")
+    info = json.loads(setup.strip().splitlines()[-1])
+    upload = start_in(stack, "jupyter", UPLOAD, info["run_id"], "/tmp/fault-upload.bin")
+    # Crash ftpd once the server is writing the file to FTP (its partial file exists).
+    from utils.wait import wait_until
+    wait_until(lambda: ".partial" in stack.exec("ftpd", "find", "/srv/ftp/artifacts", "-name", "*.partial").stdout,
+               timeout=120, interval=0.2, what="the upload to reach ftpd")
+    killed = crash(stack, "ftpd")
+    stdout, _ = upload.communicate(timeout=300)
+    assert stdout.strip().startswith("error"), f"the client was not told: {stdout!r}"
+    healthy = wait_healthy(stack, "ftpd")
+
+    listing = stack.python("jupyter", f"""
+from mlflow import MlflowClient
+print([f.path for f in MlflowClient().list_artifacts({info['run_id']!r}, "big")])
+""").strip()
+    assert listing == "[]", f"a partial upload is listed as an artifact: {listing}"
+    leftovers = stack.exec("ftpd", "find", "/srv/ftp", "-name", "*.partial").stdout.strip()
+    assert leftovers == "", f"partial files left on the FTP volume: {leftovers}"
+
+    retried = start_in(stack, "jupyter", UPLOAD, info["run_id"], "/tmp/fault-upload.bin")
+    assert retried.communicate(timeout=300)[0].strip() == "ok"
+    digest = stack.python("jupyter", f"""
+import hashlib
+from mlflow import MlflowClient
+path = MlflowClient().download_artifacts({info['run_id']!r}, "big/fault-upload.bin")
+print(hashlib.sha256(open(path, "rb").read()).hexdigest())
+""").strip()
+    assert digest == info["sha256"]
+    with capsys.disabled():
+        print(f"\n[ftpd crash] upload failed and was reported; no partial file; ftpd healthy "
+              f"again after {healthy - killed:.1f} s; the retry's sha256 matches")
