@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # mlflow-server's entrypoint. Reads the secrets from files, builds the store URIs and the
 # basic-auth config from them (only this process and its children ever see them: nothing lands
-# in the compose file, the image or `docker inspect`), migrates the schema, then execs the
-# server, which reads every setting from its MLFLOW_* variables.
+# in the compose file, the image or `docker inspect`), then execs the server, which reads every
+# setting from its MLFLOW_* variables. `entrypoint.sh migrate` runs the one-shot schema
+# migration instead (the mlflow-migrate service, migrate.py).
 set -Eeo pipefail
 # shellcheck source=../base/bin/file-env.sh
 source /usr/local/bin/file-env.sh
@@ -50,9 +51,8 @@ _main() {
 	_setup_env
 	_write_auth_config
 	if [[ -n "${MLFLOW_EXPOSE_PROMETHEUS:-}" ]]; then mkdir -p "$MLFLOW_EXPOSE_PROMETHEUS"; fi
-	if [[ "${1:-}" == mlflow && "${2:-}" == server ]]; then
-		echo "mlflow-server: mlflow db upgrade (no-op when the schema is current)"
-		mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"
+	if [[ "${1:-}" == migrate ]]; then
+		exec python3 /opt/mlflow-server/migrate.py
 	fi
 	exec "$@"
 }

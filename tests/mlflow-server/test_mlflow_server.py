@@ -83,16 +83,6 @@ def test_server_runs_as_non_root_without_the_job_runner(stack):
     assert len(processes) <= 6, processes
 
 
-def test_restart_on_a_migrated_database_changes_nothing(stack):
-    before = stack.psql("SELECT version_num FROM alembic_version")
-    tables = stack.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
-    stack.compose("restart", "mlflow-server")
-    stack.up("mlflow-server")
-    assert stack.psql("SELECT version_num FROM alembic_version") == before
-    assert stack.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == tables
-    assert "mlflow db upgrade" in stack.logs("mlflow-server")
-
-
 def test_prometheus_metrics_are_exposed(mlflow_url, admin_auth):
     http = http_session(admin_auth)
     http.post(f"{mlflow_url}/api/2.0/mlflow/experiments/search", json={"max_results": 1}, timeout=10)

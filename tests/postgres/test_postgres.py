@@ -38,3 +38,17 @@ def test_not_published_on_the_host(stack):
 
 def test_healthcheck_goes_over_tcp(stack):
     assert "-h 127.0.0.1" in " ".join(stack.inspect("postgres")["Config"]["Healthcheck"]["Test"])
+
+
+def test_connection_budget_stays_below_max_connections(stack):
+    env = dict(item.split("=", 1) for item in stack.inspect("mlflow-server")["Config"]["Env"])
+    workers = int(env["MLFLOW_WORKERS"])
+    per_engine = int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"])
+    # Each worker has up to three engines: tracking store, registry store, basic-auth store.
+    budget = workers * 3 * per_engine
+    max_connections = int(stack.psql("SHOW max_connections", database="postgres")[0][0])
+    # Headroom for the migrator, backups (pg_dump) and a person's psql.
+    assert budget + 10 <= max_connections, (budget, max_connections)
+    open_now = int(stack.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'mlflow'",
+                              database="postgres")[0][0])
+    assert open_now <= budget
