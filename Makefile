@@ -93,10 +93,18 @@ restore: build ## restore FILE=backups/workbench-<time>.tar into empty volumes (
 	WORKBENCH_COMPOSE="$(DC)" scripts/restore.sh "$(FILE)" $$services
 	@scripts/print-urls.sh $(PROJECT)
 
+.PHONY: bench
+bench: up ## benchmark against the plain setup and the floors; writes bench/results/<date>.md
+	@WORKBENCH_COMPOSE="$(DC)" bench/run.sh
+
 .PHONY: test
 test: prerequisites ca-certificates base-image .venv ## run the test suite (brings up its own isolated stack)
 	@echo "==> pytest (an isolated stack under its own project name; README.md, Testing)"
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: browser
+browser: ## install Debian's Chromium for the browser tests (as root; without it they skip)
+	bash .ci/install-browser.sh
 
 .venv: tests/requirements.txt
 	@echo "==> creating .venv for the tests"
@@ -117,3 +125,29 @@ lock: .venv ## re-pin the Python dependencies of every image (uv pip compile)
 
 # Serving: make serve / serve-stop / serve-logs / serve-ps / score (serving/serving.mk).
 -include serving/serving.mk
+
+# ---- Notebooks, examples, exercises (in the running workbench's jupyter container) ----
+EXAMPLE ?= elasticnet
+ENTRY ?= $(if $(filter pipeline,$(EXAMPLE)),main,train)
+PARAMS ?=
+EXPERIMENT ?= $(EXAMPLE)
+
+.PHONY: run-example
+run-example: ## mlflow run an example, e.g. make run-example EXAMPLE=elasticnet ENTRY=train PARAMS="-P alpha=0.3"
+	$(DC) exec -T jupyter mlflow run examples/$(EXAMPLE) -e $(ENTRY) --env-manager local \
+		--experiment-name $(EXPERIMENT) $(PARAMS)
+
+.PHONY: run-notebooks
+run-notebooks: ## run every notebook in notebooks/ top to bottom (papermill; outputs to /tmp in the container)
+	@for notebook in notebooks/[0-9][0-9]-*.ipynb; do \
+		name=$$(basename "$$notebook"); \
+		echo "==> $$name"; \
+		$(DC) exec -T jupyter papermill --no-progress-bar "notebooks/$$name" "/tmp/$$name"; \
+	done
+
+.PHONY: exercise-check
+exercise-check: .venv ## check your exercises/ notebooks against your running workbench
+	@MLFLOW_TRACKING_URI="http://127.0.0.1:$${WORKBENCH_MLFLOW_PORT:-5000}" \
+	MLFLOW_TRACKING_USERNAME=admin \
+	MLFLOW_TRACKING_PASSWORD="$$($(DC) run --rm --no-deps -T secrets-init cat /secrets/mlflow-server/mlflow-admin-password)" \
+		.venv/bin/python -m pytest -q --tb=line -p no:cacheprovider exercises/checks

@@ -1,0 +1,299 @@
+"""Build the Docker image that serves one registered model (run by serving/serve.sh in the tools
+container; the host's Docker socket is mounted here, and only here).
+
+    model_image.py --model models:/<name>@<alias> | models:/<name>/<version> --project <project>
+
+Reads from stdin `key=value` lines: `password=` (the MLflow admin password, so it is never on a
+command line or in `docker inspect`), any proxy settings (HTTP_PROXY, HTTPS_PROXY, NO_PROXY...)
+and PIP_INDEX_URL (a PyPI mirror) to hand to the image build. Steps:
+
+1. resolve the alias to a version in the registry (MLFLOW_TRACKING_URI: the workbench's server);
+2. reuse the image `workbench-model/<name>:<version>` if it was built from that same model
+   (label org.workbench.model.source), unless --rebuild;
+3. `mlflow models generate-dockerfile --env-manager local` (what `mlflow models build-docker` runs
+   before its `docker build`): a Dockerfile FROM python:<the model's Python>-slim;
+4. make sure that base image exists: present, else `docker pull`, else (no registry) a stand-in
+   built FROM workbench/base when the model's Python is the one Debian bookworm ships;
+5. add the extra CA certificates this image trusts (base/ca-certificates) to the Dockerfile,
+   right after FROM, so apt and pip trust a TLS-inspecting proxy in a real python:*-slim too;
+6. build it through the Docker API (the engine's own API version is negotiated, so any engine
+   from 20.10 on works), streaming the build's output, with the proxy settings as build args.
+
+Prints the result as `::serve:: key=value` lines for serve.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, BuildError, ImageNotFound
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+CA_DIR = Path("/usr/local/share/ca-certificates")
+STAND_IN = Path("/opt/serving/python-slim")
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+# Inserted after MLflow's FROM line (serving/README.md, "What the image is"). pip keeps no cache
+# in the image (a real python:*-slim would keep ~100 MB of wheels there).
+PIP_BLOCK = """
+# Added by the workbench (serving/model_image.py).
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+"""
+CA_BLOCK = """# The workbench's extra CA certificates (base/ca-certificates: corporate TLS-inspecting
+# proxies), trusted by apt, pip and requests in the build and at run time.
+COPY workbench-ca-certificates/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \\
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \\
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+"""
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def result(key: str, value: object) -> None:
+    print(f"::serve:: {key}={value}", flush=True)
+
+
+class Failure(Exception):
+    """An error with a message meant for the user."""
+
+
+def read_stdin() -> tuple[str, dict[str, str]]:
+    password, proxies = "", {}
+    for line in sys.stdin.read().split("\n"):
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if key == "password":
+            password = value
+        elif (key.upper() in PROXY_VARS or key == "PIP_INDEX_URL") and value:
+            proxies[key] = value
+    return password, proxies
+
+
+def slug(name: str) -> str:
+    """A model name as a Docker repository / container name component."""
+    s = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("._-")
+    s = re.sub(r"[._-]{2,}", "-", s)
+    return s[:100] or "model"
+
+
+def resolve(uri: str) -> tuple[str, str, object]:
+    """models:/<name>@<alias> or models:/<name>/<version> -> (name, version, ModelVersion)."""
+    match = re.fullmatch(r"models:/(?P<name>[^@]+?)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))", uri)
+    if not match:
+        raise Failure(f"MODEL={uri!r}: give a registered model as models:/<name>@<alias> or "
+                      "models:/<name>/<version>")
+    client = MlflowClient()
+    name = match["name"]
+    try:
+        if match["alias"]:
+            mv = client.get_model_version_by_alias(name, match["alias"])
+        else:
+            mv = client.get_model_version(name, match["version"])
+    except MlflowException as exc:
+        raise Failure(f"{uri} is not in the workbench's registry: {exc.message}") from None
+    return name, str(mv.version), mv
+
+
+def python_of(dockerfile: str) -> tuple[str, str]:
+    """The FROM image of MLflow's generated Dockerfile and its Python version."""
+    base = re.search(r"^FROM\s+(\S+)", dockerfile, re.M)
+    if not base:
+        raise Failure("MLflow generated a Dockerfile without FROM")
+    version = re.fullmatch(r"python:(\d+\.\d+\.\d+)-slim", base[1])
+    if not version:
+        raise Failure(f"MLflow chose the base image {base[1]}: the model has no python_env.yaml "
+                      "with a Python version (or needs Java); the workbench serves pyfunc models "
+                      "logged with MLflow 2.x/3.x from Python")
+    return base[1], version[1]
+
+
+def ensure_base_image(client: docker.DockerClient, image: str, version: str,
+                      workbench_base: str) -> str:
+    """Present, else pulled, else the stand-in built FROM workbench/base. Says which."""
+    try:
+        found = client.images.get(image)
+        kind = "workbench stand-in" if "org.workbench.python-stand-in" in (found.labels or {}) else "present"
+        return f"{image} ({kind})"
+    except ImageNotFound:
+        pass
+    say(f"pulling {image}")
+    repo, tag = image.split(":", 1)
+    try:
+        client.images.pull(repo, tag=tag)
+        return f"{image} (pulled)"
+    except APIError as exc:
+        reason = exc.explanation or str(exc)
+    base_python = client.containers.run(
+        workbench_base, ["python3", "-c", "import platform; print(platform.python_version())"],
+        remove=True, network_mode="none").decode().strip()
+    if base_python != version:
+        raise Failure(
+            f"{image} cannot be pulled ({reason}), and the workbench's stand-in has Python "
+            f"{base_python}, not the model's {version}. Load the image on this machine "
+            f"(`docker load -i python-{version}-slim.tar`, saved where a registry is reachable) "
+            "or log the model from the jupyter container.")
+    say(f"{image} cannot be pulled ({reason.splitlines()[0][:160]}): building the stand-in "
+        f"FROM {workbench_base} (Debian bookworm's Python {base_python}, the same CA certificates)")
+    try:
+        client.images.build(path=str(STAND_IN), tag=image, rm=True, pull=False,
+                            buildargs={"WORKBENCH_BASE": workbench_base, "PYTHON_VERSION": version})
+    except BuildError as exc:
+        raise Failure(f"building the stand-in {image} failed: {exc.msg}") from None
+    return f"{image} (workbench stand-in, built now)"
+
+
+def add_workbench_steps(context: Path, dockerfile: str, pip_index: bool) -> tuple[str, int]:
+    """No pip cache, the PyPI mirror (if any) and the extra CA certificates (if any), right
+    after MLflow's FROM line."""
+    block = PIP_BLOCK + ("ARG PIP_INDEX_URL\n" if pip_index else "")
+    certs = sorted(CA_DIR.glob("*.crt"))
+    if certs:
+        target = context / "workbench-ca-certificates"
+        target.mkdir()
+        for cert in certs:
+            shutil.copy(cert, target / cert.name)
+        block += CA_BLOCK
+    lines = dockerfile.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    return "\n".join(lines[: at + 1] + block.split("\n") + lines[at + 1:]), len(certs)
+
+
+def build(client: docker.DockerClient, context: Path, tag: str, labels: dict[str, str],
+          buildargs: dict[str, str]) -> None:
+    """Build through the Docker API, printing the build's output as it comes."""
+    stream = client.api.build(path=str(context), tag=tag, labels=labels, buildargs=buildargs,
+                              rm=True, forcerm=True, pull=False, decode=True)
+    error = None
+    for chunk in stream:
+        if "stream" in chunk:
+            sys.stdout.write(chunk["stream"])
+            sys.stdout.flush()
+        elif "status" in chunk:
+            print(chunk["status"], chunk.get("progress", ""), flush=True)
+        if "error" in chunk:
+            error = chunk["error"]
+    if error:
+        raise Failure(f"the image build failed: {error.strip()}")
+
+
+def example_payload(context: Path) -> str:
+    """The model's serving_input_example.json (MLflow writes it when logged with input_example),
+    on one line: the curl example `make serve` prints (kept as a label of the image)."""
+    for path in context.rglob("serving_input_example.json"):
+        try:
+            payload = json.loads(path.read_text())
+        except ValueError:
+            break
+        text = json.dumps(payload, separators=(",", ":"))
+        if len(text) > 2000 and isinstance(payload.get("dataframe_split"), dict):
+            payload["dataframe_split"]["data"] = payload["dataframe_split"]["data"][:1]
+            text = json.dumps(payload, separators=(",", ":"))
+        return text
+    return ""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--project", required=True)
+    parser.add_argument("--workbench-base", default="workbench/base:local")
+    parser.add_argument("--rebuild", action="store_true")
+    args = parser.parse_args()
+
+    password, proxies = read_stdin()
+    if not password:
+        raise Failure("no MLflow password on stdin")
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+    client = docker.from_env()
+
+    name, version, mv = resolve(args.model)
+    image = f"workbench-model/{slug(name)}:{version}"
+    say(f"{args.model} is version {version} of {name!r} ({mv.source})")
+    result("name", name)
+    result("slug", slug(name))
+    result("version", version)
+    result("image", image)
+
+    labels = {
+        "org.workbench.model.name": name,
+        "org.workbench.model.version": version,
+        "org.workbench.model.source": str(mv.source),
+        "org.workbench.model.run-id": str(mv.run_id or ""),
+        "org.workbench.project": args.project,
+        "org.opencontainers.image.title": f"MLflow model {name} version {version}",
+    }
+    existing = None
+    try:
+        existing = client.images.get(image)
+    except ImageNotFound:
+        pass
+    with tempfile.TemporaryDirectory(prefix="model-image-") as tmp:
+        context = Path(tmp)
+        if existing is not None and not args.rebuild and (existing.labels or {}).get(
+                "org.workbench.model.source") == str(mv.source):
+            say(f"{image} is already built from this model version (REBUILD=1 rebuilds it)")
+        else:
+            started = time.monotonic()
+            say(f"downloading the model and generating its Dockerfile "
+                f"(mlflow models generate-dockerfile --env-manager local)")
+            pinned = f"models:/{name}/{version}"
+            gen = subprocess.run(["mlflow", "models", "generate-dockerfile", "-m", pinned,
+                                  "-d", str(context), "--env-manager", "local"],
+                                 capture_output=True, text=True)
+            if gen.returncode != 0:
+                raise Failure(f"mlflow models generate-dockerfile failed:\n{gen.stderr[-3000:]}")
+            dockerfile = (context / "Dockerfile").read_text()
+            base_image, python_version = python_of(dockerfile)
+            say(f"base image: {ensure_base_image(client, base_image, python_version, args.workbench_base)}")
+            dockerfile, n_certs = add_workbench_steps(context, dockerfile, "PIP_INDEX_URL" in proxies)
+            (context / "Dockerfile").write_text(dockerfile)
+            if n_certs:
+                say(f"the image trusts {n_certs} extra CA certificate(s) (base/ca-certificates)")
+            if proxies:
+                say(f"settings for the build: {', '.join(sorted(proxies))}")
+            buildargs = dict(proxies)
+            for key, value in proxies.items():  # both spellings: apt reads lower case, pip both
+                if key == "PIP_INDEX_URL":
+                    continue
+                buildargs.setdefault(key.lower(), value)
+                buildargs.setdefault(key.upper(), value)
+            say(f"building {image}: apt installs nginx, pip installs MLflow {mlflow_version()} "
+                "and the model's requirements (a few minutes the first time)")
+            labels["org.workbench.model.example"] = example_payload(context)
+            build(client, context, image, labels, buildargs)
+            say(f"built {image} in {time.monotonic() - started:.0f} s")
+            if existing is not None and client.images.get(image).id != existing.id:
+                result("replaced", existing.id)  # serve.sh removes it once no container uses it
+    built = client.images.get(image)
+    result("size", f"{built.attrs['Size'] / 1e6:.0f} MB")
+    result("example", (built.labels or {}).get("org.workbench.model.example", ""))
+    return 0
+
+
+def mlflow_version() -> str:
+    import mlflow
+
+    return mlflow.__version__
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Failure as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -1,0 +1,266 @@
+"""`make serve`: a model registered from JupyterLab is built into an image and served over HTTP.
+
+Black-box, real effects: two versions of a scikit-learn model are registered from inside the
+jupyter container, served with serving/serve.sh (what `make serve` runs) for this session's
+stack, side by side on two ports, and scored over HTTP in every input format of MLflow 3's
+scoring protocol. Each answer must equal what `mlflow.pyfunc.load_model(...).predict` gives in
+the jupyter container. Bad requests get a 4xx with a readable message, and the server stays up.
+The served containers and model images are removed at the end (the python:*-slim stand-in too,
+when this module built it).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import uuid
+
+import pytest
+
+from utils.stack import REPO, http_session, image_present
+
+SERVE = REPO / "serving" / "serve.sh"
+STAND_IN = "python:3.11.2-slim"
+
+REGISTER = r"""
+import json
+import mlflow
+from mlflow import MlflowClient
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+NAME = {name!r}
+X, y = load_iris(return_X_y=True, as_frame=True)
+mlflow.set_experiment("serving-tests")
+client = MlflowClient()
+predictions = {{}}
+for version_c in (1.0, 0.01):  # two versions that disagree on some rows
+    with mlflow.start_run():
+        model = LogisticRegression(C=version_c, max_iter=1000).fit(X, y)
+        info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(3),
+                                        registered_model_name=NAME)
+    version = info.registered_model_version
+    loaded = mlflow.pyfunc.load_model(f"models:/{{NAME}}/{{version}}")
+    predictions[str(version)] = [int(p) for p in loaded.predict(X)]
+client.set_registered_model_alias(NAME, "champion", "1")
+client.set_registered_model_alias(NAME, "challenger", "2")
+print(json.dumps({{"columns": list(X.columns), "data": X.values.tolist(),
+                  "predictions": predictions}}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(stack, command: str, **settings: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PROJECT": stack.project, "ENV_FILE": str(stack.env_file), **settings}
+    return subprocess.run([str(SERVE), command], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def model(stack):
+    name = f"serving-iris-{uuid.uuid4().hex[:8]}"
+    out = stack.python("jupyter", REGISTER.format(name=name))
+    return {"name": name, **json.loads(out.strip().splitlines()[-1])}
+
+
+@pytest.fixture(scope="module")
+def served(stack, model):
+    """Both versions served side by side; everything this created is removed afterwards."""
+    stand_in_existed = image_present(STAND_IN)
+    servers = {}
+    try:
+        for alias, version in (("champion", "1"), ("challenger", "2")):
+            port = free_port()
+            uri = f"models:/{model['name']}@{alias}"
+            result = serve(stack, "serve", MODEL=uri, PORT=str(port), WORKERS="2")
+            assert result.returncode == 0, f"serve {uri} failed\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+            servers[version] = {"url": f"http://127.0.0.1:{port}", "port": port, "uri": uri,
+                                "output": result.stdout}
+        yield servers
+    finally:
+        for server in servers.values():
+            serve(stack, "stop", MODEL=server["uri"], PORT="")
+        for version in ("1", "2"):
+            subprocess.run(["docker", "image", "rm", "-f", f"workbench-model/{model['name']}:{version}"],
+                           capture_output=True)
+        if not stand_in_existed:
+            subprocess.run(["docker", "image", "rm", STAND_IN], capture_output=True)
+
+
+def containers(stack, model) -> list[dict]:
+    """The served-model containers of this module's model."""
+    filters = ["--filter", "label=org.workbench.serving=true",
+               "--filter", f"label=org.workbench.project={stack.project}",
+               "--filter", f"label=org.workbench.model.name={model['name']}"]
+    ids = subprocess.run(["docker", "ps", "-a", "-q", *filters], capture_output=True, text=True,
+                         check=True).stdout.split()
+    if not ids:
+        return []
+    out = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def predict(url: str, body, content_type: str = "application/json"):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return http_session().post(f"{url}/invocations", data=data, timeout=30,
+                               headers={"Content-Type": content_type})
+
+
+def payloads(model) -> dict[str, tuple[object, str]]:
+    columns, data = model["columns"], model["data"]
+    records = [dict(zip(columns, row)) for row in data]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([[repr(v) for v in row] for row in data])
+    return {
+        "dataframe_split": ({"dataframe_split": {"columns": columns, "data": data}}, "application/json"),
+        "dataframe_records": ({"dataframe_records": records}, "application/json"),
+        "instances": ({"instances": records}, "application/json"),
+        "inputs": ({"inputs": {c: [row[i] for row in data] for i, c in enumerate(columns)}},
+                   "application/json"),
+        "text/csv": (text.getvalue(), "text/csv"),
+    }
+
+
+FORMATS = ["dataframe_split", "dataframe_records", "instances", "inputs", "text/csv"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_input_format_predicts_as_the_loaded_model(served, model, fmt):
+    body, content_type = payloads(model)[fmt]
+    for version, server in served.items():
+        response = predict(server["url"], body, content_type)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"predictions": model["predictions"][version]}, fmt
+
+
+def test_two_versions_are_served_side_by_side(stack, served, model):
+    assert model["predictions"]["1"] != model["predictions"]["2"], "the two versions must differ"
+    running = {c["Config"]["Labels"]["org.workbench.model.version"]: c for c in containers(stack, model)}
+    assert set(running) == {"1", "2"}
+    for version, server in served.items():
+        c = running[version]
+        assert c["Name"].lstrip("/") == f"{stack.project}-serve-{model['name']}-v{version}-p{server['port']}"
+        assert c["Config"]["Image"] == f"workbench-model/{model['name']}:{version}"
+        assert c["State"]["Health"]["Status"] == "healthy"
+        assert c["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+        assert c["HostConfig"]["PortBindings"]["8080/tcp"] == [{"HostIp": "127.0.0.1",
+                                                                "HostPort": str(server["port"])}]
+        assert "MLFLOW_MODELS_WORKERS=2" in c["Config"]["Env"]
+    ps = serve(stack, "ps")
+    assert all(served[v]["uri"] in ps.stdout for v in served), ps.stdout
+
+
+def test_serve_prints_the_image_size_and_a_curl_example_that_works(served):
+    output = served["1"]["output"]
+    image = re.search(r"^\s+image\s+(\S+)\s+(\d+) MB$", output, re.M)
+    assert image, output
+    assert 100 < int(image[2]) < 3000
+    curl = re.search(r"^\s+curl -s (\S+) -H 'Content-Type: application/json' -d '(.+)'$", output, re.M)
+    assert curl, output
+    assert curl[1] == f"{served['1']['url']}/invocations"
+    example = json.loads(curl[2].replace("'\\''", "'"))
+    response = predict(served["1"]["url"], example)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 3
+
+
+def test_no_secret_reaches_the_served_container(stack, served, model):
+    password = stack.secrets["MLFLOW_ADMIN_PASSWORD"]
+    for c in containers(stack, model):
+        assert password not in json.dumps(c)
+        assert not any(m.get("Source", "").endswith("docker.sock") for m in c["Mounts"])
+
+
+BAD_REQUESTS = {
+    "malformed JSON": ('{"dataframe_split": {"columns": ', "application/json", 400, "JSON"),
+    "missing columns": ({"dataframe_split": {"columns": ["sepal length (cm)"], "data": [[5.1]]}},
+                        "application/json", 400, "missing inputs"),
+    "wrong columns": ({"dataframe_records": [{"a": 1.0, "b": 2.0}]}, "application/json", 400,
+                      "missing inputs"),
+    "wrong types": (None, "application/json", 400, "convert"),
+    "unknown format key": ({"rows": [[1, 2, 3, 4]]}, "application/json", 400,
+                           "exactly one of the input fields"),
+    "empty body": ("", "application/json", 400, "JSON"),
+    "wrong content type": ("5.1,3.5,1.4,0.2", "text/plain", 415, "content types"),
+    "bad CSV": ("nonsense\n", "text/csv", 400, "missing inputs"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_input_gets_a_readable_4xx_and_the_server_stays_up(served, model, case):
+    body, content_type, status, phrase = BAD_REQUESTS[case]
+    if case == "wrong types":
+        record = dict(zip(model["columns"], model["data"][0]))
+        record[model["columns"][0]] = "not a number"
+        body = {"dataframe_records": [record]}
+    url = served["1"]["url"]
+    response = predict(url, body, content_type)
+    assert response.status_code == status, response.text
+    assert phrase in response.text, response.text
+    still_up(url, model)
+
+
+def test_an_oversized_body_is_refused_without_being_read(served, model):
+    """nginx in front of the model refuses bodies over 100 MB from the header alone: announce
+    101 MB, send a few bytes, get 413 at once (bounded: nothing big is sent)."""
+    port = served["1"]["port"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 105906176\r\nConnection: close\r\n\r\n{}")
+        answer = s.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer
+    assert "Request Entity Too Large" in answer
+    still_up(served["1"]["url"], model)
+
+
+def still_up(url: str, model) -> None:
+    assert http_session().get(f"{url}/ping", timeout=10).status_code == 200
+    body, content_type = payloads(model)["dataframe_split"]
+    response = predict(url, body, content_type)
+    assert response.status_code == 200 and response.json()["predictions"] == model["predictions"]["1"]
+
+
+def test_a_port_taken_by_another_model_is_refused_with_a_hint(stack, served):
+    result = serve(stack, "serve", MODEL=served["2"]["uri"], PORT=str(served["1"]["port"]))
+    assert result.returncode != 0
+    assert f"port {served['1']['port']} already serves {served['1']['uri']}" in result.stderr
+    assert "make serve-stop" in result.stderr
+
+
+def test_a_port_in_use_by_another_program_fails_and_leaves_no_container(stack, served, model):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = serve(stack, "serve", MODEL=served["1"]["uri"], PORT=str(port))
+    assert result.returncode != 0
+    assert f"is port {port} in use by something else?" in result.stderr, result.stderr
+    assert "already built from this model version" in result.stdout  # no second build
+    assert {c["Config"]["Labels"]["org.workbench.serving.port"] for c in containers(stack, model)} == {
+        str(served["1"]["port"]), str(served["2"]["port"])}
+
+
+def test_an_unknown_model_fails_with_a_clear_message(stack, served):
+    result = serve(stack, "serve", MODEL="models:/no-such-model@champion", PORT=str(free_port()))
+    assert result.returncode != 0
+    assert "models:/no-such-model@champion is not in the workbench's registry" in result.stderr
+
+
+def test_serve_stop_by_port_removes_only_that_model(stack, served, model):
+    """Last in the module (pytest runs in file order): stops version 2."""
+    result = serve(stack, "stop", PORT=str(served["2"]["port"]), MODEL="")
+    assert result.returncode == 0, result.stderr
+    assert [c["Config"]["Labels"]["org.workbench.model.version"] for c in containers(stack, model)] == ["1"]
+    assert http_session().get(f"{served['1']['url']}/ping", timeout=10).status_code == 200
