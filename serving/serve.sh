@@ -14,7 +14,7 @@ set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
 PROJECT="${PROJECT:-workbench}"
-MODEL_DEFAULT="models:/diabetes-elasticnet@champion"
+MODEL_DEFAULT="models:/diabetes-regressor@champion"
 COMPOSE="${COMPOSE:-docker compose}"
 WORKBENCH_BASE="workbench/base:${WORKBENCH_VERSION:-local}"
 TOOLS_IMAGE="workbench/serving-tools:${WORKBENCH_VERSION:-local}"

@@ -115,3 +115,18 @@ print(json.dumps({{"version": int(info.registered_model_version),
     assert result == {"version": 1, "same": True}
     rows = stack.psql(f"SELECT alias, version FROM registered_model_aliases WHERE name = '{unique_name}'")
     assert rows == [["champion", "1"]]
+
+
+def test_errors_never_show_ftp_credentials_and_missing_is_404(stack, mlflow_url, admin_auth, logged_run):
+    ftp_password = stack.read_secret("ftpd", "ftpd-password")
+    encoded = __import__("urllib.parse").parse.quote(ftp_password, safe="")
+    http = http_session(admin_auth)
+    base = f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{logged_run['experiment_id']}/{logged_run['run_id']}/artifacts"
+    for response in (
+        http.get(f"{base}/data/no-such-file.bin", timeout=30),
+        http.get(f"{mlflow_url}/get-artifact", timeout=30,
+                 params={"run_uuid": logged_run["run_id"], "path": "data/no-such-file.bin"}),
+    ):
+        assert response.status_code == 404, (response.status_code, response.text[:300])
+        for secret in (ftp_password, encoded):
+            assert secret not in response.text, "the FTP password is in an error message"

@@ -1,0 +1,92 @@
+"""The exercise course: solutions pass the checks, untouched exercises fail them, with reasons.
+
+Each notebook runs inside the jupyter container with papermill (copied in, so this works on a
+stack started before exercises/ was mounted), its names injected as papermill parameters so the
+test has its own experiment and registered model. Then exercises/checks runs as `make
+exercise-check` runs it: pytest in a subprocess on the host, pointed at the stack's published
+MLflow URL with the admin credentials, through the REST API only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import HOSTILE_SECRETS
+from utils.stack import REPO
+
+EXERCISES = REPO / "exercises"
+
+
+def run_exercise(stack, notebook, experiment: str, model: str) -> None:
+    target = f"/tmp/{notebook.parent.name}-{notebook.name}"
+    stack.compose("cp", str(notebook), f"jupyter:{target}")
+    result = stack.exec("jupyter", "papermill", "--no-progress-bar", target, f"{target}.out.ipynb",
+                        "-p", "EXPERIMENT_NAME", experiment, "-p", "MODEL_NAME", model,
+                        check=False, timeout=600)
+    assert result.returncode == 0, f"{notebook.relative_to(REPO)} failed:\n{result.stderr[-6000:]}"
+
+
+def run_checks(mlflow_url: str, experiment: str, model: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_SERVING_URL"}
+    env.update(MLFLOW_TRACKING_URI=mlflow_url, MLFLOW_TRACKING_USERNAME="admin",
+               MLFLOW_TRACKING_PASSWORD=HOSTILE_SECRETS["MLFLOW_ADMIN_PASSWORD"],
+               EXERCISE_EXPERIMENT=experiment, EXERCISE_MODEL=model)
+    return subprocess.run([sys.executable, "-m", "pytest", "-rA", "--no-header", str(EXERCISES / "checks")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_course_is_complete():
+    names = {p.relative_to(EXERCISES).as_posix() for p in EXERCISES.rglob("*.ipynb")}
+    for notebook in ("01-tracking.ipynb", "02-registry.ipynb", "03-serving.ipynb"):
+        assert {notebook, f"solutions/{notebook}"} <= names, f"{notebook} or its solution is missing"
+    for notebook in EXERCISES.glob("0*.ipynb"):
+        assert "pass  # YOUR CODE HERE" in notebook.read_text(), f"{notebook.name} has no TODO cell"
+        assert "pass  # YOUR CODE HERE" not in (EXERCISES / "solutions" / notebook.name).read_text()
+
+
+def test_solutions_pass_the_checks(stack, mlflow_url, unique_name):
+    experiment, model = f"{unique_name}-exp", f"{unique_name}-model"
+    for notebook in ("01-tracking.ipynb", "02-registry.ipynb"):
+        run_exercise(stack, EXERCISES / "solutions" / notebook, experiment, model)
+    result = run_checks(mlflow_url, experiment, model)
+    assert result.returncode == 0, f"the checks fail on the solutions:\n{result.stdout[-6000:]}"
+    assert "10 passed, 1 skipped" in result.stdout, result.stdout[-3000:]
+    assert "WORKBENCH_SERVING_URL" in result.stdout, "the serving check must say why it skipped"
+
+
+def test_untouched_exercises_fail_the_checks_saying_what_is_missing(stack, mlflow_url, unique_name):
+    experiment, model = f"{unique_name}-exp", f"{unique_name}-model"
+    # Nothing done yet: the checks name the experiment and the model that do not exist.
+    result = run_checks(mlflow_url, experiment, model)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert f"there is no experiment named '{experiment}'" in result.stdout
+    assert f"there is no registered model named '{model}'" in result.stdout
+    # The untouched notebooks run (their TODO cells are `pass`) but log none of what is asked.
+    for notebook in ("01-tracking.ipynb", "02-registry.ipynb"):
+        run_exercise(stack, EXERCISES / notebook, experiment, model)
+    result = run_checks(mlflow_url, experiment, model)
+    assert result.returncode == 1, result.stdout[-3000:]
+    for message in (f"there is no experiment named '{experiment}'",  # exercise 1's Task 1 undone
+                    f"there is no registered model named '{model}'"):
+        assert message in result.stdout, f"{message!r} not in:\n{result.stdout[-4000:]}"
+
+
+def test_checks_of_a_half_done_exercise_name_each_missing_piece(stack, mlflow_url, unique_name):
+    """An experiment and a bare run, nothing else: every check says what is missing."""
+    experiment = f"{unique_name}-exp"
+    stack.python("jupyter", f"""
+import mlflow
+mlflow.set_experiment({experiment!r})
+with mlflow.start_run():
+    mlflow.log_param("n_estimators", 10)
+""")
+    result = run_checks(mlflow_url, experiment, f"{unique_name}-model")
+    assert result.returncode == 1
+    for message in ("no tag notebook-type=exercise", "no artifact under input_data/",
+                    "no artifact under output_data/", "no parameter num_trees",
+                    "no metric accuracy", "no model named 'model'"):
+        assert message in result.stdout, f"{message!r} not in:\n{result.stdout[-4000:]}"
