@@ -309,7 +309,9 @@ def test_jupyterlab_opens_a_notebook_and_runs_a_cell(lab_page, lab_notebook, scr
     expect(panel.locator(".jp-MarkdownOutput").get_by_text("this cell's neighbour must print 42")
            ).to_be_visible()  # the markdown cell, rendered
 
-    # Run the code cell with Shift+Enter, as a user does (it waits for the kernel to start).
+    # Run the code cell with Shift+Enter, as a user does, once the kernel has started (a cell
+    # run while the kernel is still connecting can be dropped on a slow machine).
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
     cell = panel.locator(".jp-CodeCell").first
     cell.locator(".cm-content").click()
     page.keyboard.press("Shift+Enter")
