@@ -102,3 +102,35 @@ def test_model_versions_must_point_inside_the_artifact_store(mlflow_url, admin_a
                          json={"name": unique_name, "source": source}, timeout=10)
     assert response.status_code == 400, response.text
     assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_second_user_can_be_created_and_reads_but_cannot_administer(mlflow_url, admin_auth, unique_name):
+    admin = http_session(admin_auth)
+    user, password = f"alice-{unique_name[-8:]}", "alice's long password"
+    created = admin.post(f"{mlflow_url}/api/2.0/mlflow/users/create", timeout=10,
+                         json={"username": user, "password": password})
+    assert created.status_code == 200, created.text
+    alice = http_session((user, password))
+    search = alice.post(f"{mlflow_url}/api/2.0/mlflow/experiments/search", json={"max_results": 1}, timeout=10)
+    assert search.status_code == 200  # default_permission = READ
+    # Only an admin may create users.
+    refused = alice.post(f"{mlflow_url}/api/2.0/mlflow/users/create", timeout=10,
+                         json={"username": f"{user}-2", "password": "x" * 16})
+    assert refused.status_code == 403
+
+
+def test_a_page_on_another_origin_cannot_drive_the_api(mlflow_url, admin_auth):
+    http = http_session(admin_auth)
+    # The browser's preflight for a cross-origin POST: no permission is granted to that origin.
+    preflight = http.options(f"{mlflow_url}/api/2.0/mlflow/experiments/create", timeout=10, headers={
+        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert preflight.headers.get("Access-Control-Allow-Origin") not in ("*", "http://evil.example")
+    # A simple cross-origin state-changing request is refused outright.
+    sent = http.post(f"{mlflow_url}/api/2.0/mlflow/experiments/create", timeout=10,
+                     json={"name": "cors-should-not-exist"}, headers={"Origin": "http://evil.example"})
+    assert sent.status_code == 403, sent.status_code
+    # The UI's own origin is allowed.
+    own = http.options(f"{mlflow_url}/api/2.0/mlflow/experiments/create", timeout=10, headers={
+        "Origin": "http://localhost:5000", "Access-Control-Request-Method": "POST"})
+    assert own.headers.get("Access-Control-Allow-Origin") == "http://localhost:5000"

@@ -1,0 +1,52 @@
+"""Long-running hygiene, read from the resolved Compose configuration: every long-running service
+rotates its logs, has a restart policy and a healthcheck; one-shot jobs do not restart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from utils.stack import REPO
+
+ONE_SHOT = {"secrets-init", "mlflow-migrate"}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict:
+    out = subprocess.run(["docker", "compose", "-f", str(REPO / "docker-compose.yml"), "--env-file",
+                          "/dev/null", "config", "--format", "json"], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)["services"]
+
+
+def test_every_container_log_is_capped(services):
+    for name, service in services.items():
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert logging.get("options", {}).get("max-size") and logging["options"].get("max-file"), name
+
+
+def test_restart_policies(services):
+    for name, service in services.items():
+        expected = "no" if name in ONE_SHOT else "unless-stopped"
+        assert service.get("restart", "no") == expected, name
+
+
+def test_every_long_running_service_has_a_healthcheck(services):
+    for name, service in services.items():
+        if name in ONE_SHOT or name == "portainer":
+            continue
+        image = service["image"]
+        inspected = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Healthcheck}}", image],
+                                   capture_output=True, text=True)
+        if inspected.returncode != 0:
+            pytest.skip(f"{image} is not built yet")
+        healthcheck = json.loads(inspected.stdout)
+        assert healthcheck and healthcheck["Test"][0] in ("CMD", "CMD-SHELL"), name
+
+
+def test_no_new_privileges_everywhere(services):
+    for name, service in services.items():
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
