@@ -50,3 +50,10 @@ def test_every_long_running_service_has_a_healthcheck(services):
 def test_no_new_privileges_everywhere(services):
     for name, service in services.items():
         assert "no-new-privileges:true" in service.get("security_opt", []), name
+
+
+def test_read_only_root_file_systems_where_feasible(services):
+    # jupyter (a user's workspace), portainer (upstream image) and secrets-init (receives its
+    # seeds as files) are the justified exceptions, see .compose-lint.yml.
+    for name in ("postgres", "ftpd", "mlflow-server", "mlflow-migrate"):
+        assert services[name].get("read_only") is True, name
