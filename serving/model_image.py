@@ -249,8 +249,8 @@ def main() -> int:
             say(f"{image} is already built from this model version (REBUILD=1 rebuilds it)")
         else:
             started = time.monotonic()
-            say(f"downloading the model and generating its Dockerfile "
-                f"(mlflow models generate-dockerfile --env-manager local)")
+            say("downloading the model and generating its Dockerfile "
+                "(mlflow models generate-dockerfile --env-manager local)")
             pinned = f"models:/{name}/{version}"
             gen = subprocess.run(["mlflow", "models", "generate-dockerfile", "-m", pinned,
                                   "-d", str(context), "--env-manager", "local"],

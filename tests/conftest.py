@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.stack import REPO, Stack, image_present, portainer_image
+from utils.stack import Stack, image_present, portainer_image
 
 # Hostile values, as the official postgres image's tests use: spaces, quotes, URI and
 # configparser metacharacters. They must survive every connection URI and config file.
@@ -84,7 +84,7 @@ def stack_factory(tmp_path_factory, request):
 
     yield make
     for stack in made:
-        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        if getattr(request.node, "rep_call", None) and request.node.rep_call.failed:
             print(f"\n===== logs of {stack.project} =====\n{stack.logs()}")
         stack.down(volumes=True)
 
@@ -119,5 +119,3 @@ def portainer_available() -> None:
         pytest.skip(f"Portainer's image {portainer_image()} is not on this machine and cannot "
                     "be pulled here (no container registry); its runtime checks need it")
 
-
-__all__ = ["REPO"]

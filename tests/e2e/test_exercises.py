@@ -13,8 +13,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from conftest import HOSTILE_SECRETS
 from utils.stack import REPO
 

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from utils.faults import crash, start_in, wait_healthy
+from utils.wait import wait_until
 
 # Two clients (threads) logging metrics as fast as they can for `duration` seconds into runs of
 # their own; prints "started" once the runs exist, then a JSON report of what was acknowledged.
@@ -152,7 +153,6 @@ print(json.dumps({"run_id": run.info.run_id, "sha256": hashlib.sha256(open(path,
     info = json.loads(setup.strip().splitlines()[-1])
     upload = start_in(stack, "jupyter", UPLOAD, info["run_id"], "/tmp/fault-upload.bin")
     # Crash ftpd once the server is writing the file to FTP (its partial file exists).
-    from utils.wait import wait_until
     wait_until(lambda: ".partial" in stack.exec("ftpd", "find", "/srv/ftp/artifacts", "-name", "*.partial").stdout,
                timeout=120, interval=0.2, what="the upload to reach ftpd")
     killed = crash(stack, "ftpd")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.parse
 
 import pytest
 
@@ -119,7 +120,7 @@ print(json.dumps({{"version": int(info.registered_model_version),
 
 def test_errors_never_show_ftp_credentials_and_missing_is_404(stack, mlflow_url, admin_auth, logged_run):
     ftp_password = stack.read_secret("ftpd", "ftpd-password")
-    encoded = __import__("urllib.parse").parse.quote(ftp_password, safe="")
+    encoded = urllib.parse.quote(ftp_password, safe="")
     http = http_session(admin_auth)
     base = f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{logged_run['experiment_id']}/{logged_run['run_id']}/artifacts"
     for response in (

@@ -13,14 +13,14 @@ import requests
 
 
 def test_wiring(stack):
-    config = json.loads(stack.compose("config", "--format", "json").stdout)["services"]["portainer"]
+    services = json.loads(stack.compose("config", "--format", "json").stdout)["services"]
+    config = services["portainer"]
     assert "--admin-password-file" in config["command"]
     mounts = {v["target"]: v for v in config["volumes"]}
     assert mounts["/var/run/docker.sock"]["source"] == "/var/run/docker.sock"
     assert config["ports"][0]["host_ip"] == "127.0.0.1" and config["ports"][0]["target"] == 9443
     # The socket is Portainer's alone.
-    others = json.loads(stack.compose("config", "--format", "json").stdout)["services"]
-    for name, service in others.items():
+    for name, service in services.items():
         if name != "portainer":
             assert all(v.get("source") != "/var/run/docker.sock" for v in service.get("volumes", [])), name
 

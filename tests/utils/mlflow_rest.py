@@ -34,13 +34,16 @@ class MlflowRest:
             f"POST {endpoint} {body}: {response.status_code} {response.text[:500]}"
         return response.json()
 
-    def experiment(self, name: str) -> dict | None:
-        response = self.http.get(f"{self.url}/api/2.0/mlflow/experiments/get-by-name",
-                                 params={"experiment_name": name}, timeout=30)
+    def _get_or_none(self, endpoint: str, key: str, **params) -> dict | None:
+        """GET an entity; None when the server answers 404 (it does not exist)."""
+        response = self.http.get(f"{self.url}/api/2.0/mlflow/{endpoint}", params=params, timeout=30)
         if response.status_code == 404:
             return None
         assert response.status_code == 200, response.text[:500]
-        return response.json()["experiment"]
+        return response.json()[key]
+
+    def experiment(self, name: str) -> dict | None:
+        return self._get_or_none("experiments/get-by-name", "experiment", experiment_name=name)
 
     def runs(self, experiment_name: str, filter: str = "", since_ms: int | None = None) -> list[dict]:
         """Every run of an experiment (optionally started at or after since_ms), newest first."""
@@ -77,12 +80,7 @@ class MlflowRest:
         return [m["info"] for m in found.get("models", [])]
 
     def registered_model(self, name: str) -> dict | None:
-        response = self.http.get(f"{self.url}/api/2.0/mlflow/registered-models/get",
-                                 params={"name": name}, timeout=30)
-        if response.status_code == 404:
-            return None
-        assert response.status_code == 200, response.text[:500]
-        return response.json()["registered_model"]
+        return self._get_or_none("registered-models/get", "registered_model", name=name)
 
     def model_version(self, name: str, version: str) -> dict:
         return self._get("model-versions/get", name=name, version=version)["model_version"]
