@@ -16,7 +16,9 @@ and PIP_INDEX_URL (a PyPI mirror) to hand to the image build. Steps:
    built FROM workbench/base when the model's Python is the one Debian bookworm ships;
 5. add the extra CA certificates this image trusts (base/ca-certificates) to the Dockerfile,
    right after FROM, so apt and pip trust a TLS-inspecting proxy in a real python:*-slim too;
-6. build it through the Docker API (the engine's own API version is negotiated, so any engine
+6. append the model's OpenAPI document (openapi.py, from its signature and input example), which
+   MLflow's nginx then serves at /openapi.json;
+7. build it through the Docker API (the engine's own API version is negotiated, so any engine
    from 20.10 on works), streaming the build's output, with the proxy settings as build args.
 
 Prints the result as `::serve:: key=value` lines for serve.sh.
@@ -25,6 +27,7 @@ Prints the result as `::serve:: key=value` lines for serve.sh.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -40,6 +43,8 @@ from docker.errors import APIError, BuildError, ImageNotFound
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+import openapi
+
 CA_DIR = Path("/usr/local/share/ca-certificates")
 STAND_IN = Path("/opt/serving/python-slim")
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
@@ -49,6 +54,17 @@ PIP_BLOCK = """
 # Added by the workbench (serving/model_image.py).
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 """
+# Appended to MLflow's Dockerfile: the model's OpenAPI document (openapi.py), served by MLflow's own
+# nginx (in front of the scoring server) at /openapi.json. The build fails if MLflow's nginx.conf no
+# longer has the catch-all location this inserts before.
+OPENAPI_BLOCK = r"""
+# Added by the workbench (serving/model_image.py): the model's OpenAPI document at /openapi.json.
+COPY workbench-openapi.json /opt/workbench/openapi.json
+RUN conf="$(python -c 'import mlflow.models, pathlib; print(pathlib.Path(mlflow.models.__file__).parent / "container/scoring_server/nginx.conf")')" \
+ && grep -q '^    location / {' "$conf" \
+ && sed -i 's|^    location / {|    location = /openapi.json {\n      root /opt/workbench;\n      default_type application/json;\n      add_header Access-Control-Allow-Origin "*";\n    }\n\n    location / {|' "$conf" \
+ && grep -q 'location = /openapi.json' "$conf"
+"""
 CA_BLOCK = """# The workbench's extra CA certificates (base/ca-certificates: corporate TLS-inspecting
 # proxies), trusted by apt, pip and requests in the build and at run time.
 COPY workbench-ca-certificates/ /usr/local/share/ca-certificates/
@@ -57,6 +73,15 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \\
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt \\
     REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 """
+
+
+def recipe() -> str:
+    """What the image is made with besides the model: this file, openapi.py and MLflow's version.
+    An image built with another recipe is rebuilt (label org.workbench.serving.recipe)."""
+    digest = hashlib.sha256(mlflow_version().encode())
+    for path in (Path(__file__), Path(openapi.__file__)):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def say(message: str) -> None:
@@ -235,6 +260,7 @@ def main() -> int:
         "org.workbench.model.source": str(mv.source),
         "org.workbench.model.run-id": str(mv.run_id or ""),
         "org.workbench.project": args.project,
+        "org.workbench.serving.recipe": recipe(),
         "org.opencontainers.image.title": f"MLflow model {name} version {version}",
     }
     existing = None
@@ -244,8 +270,10 @@ def main() -> int:
         pass
     with tempfile.TemporaryDirectory(prefix="model-image-") as tmp:
         context = Path(tmp)
-        if existing is not None and not args.rebuild and (existing.labels or {}).get(
-                "org.workbench.model.source") == str(mv.source):
+        built_labels = (existing.labels or {}) if existing is not None else {}
+        if existing is not None and not args.rebuild and all(
+                built_labels.get(key) == labels[key]
+                for key in ("org.workbench.model.source", "org.workbench.serving.recipe")):
             say(f"{image} is already built from this model version (REBUILD=1 rebuilds it)")
         else:
             started = time.monotonic()
@@ -261,6 +289,9 @@ def main() -> int:
             base_image, python_version = python_of(dockerfile)
             say(f"base image: {ensure_base_image(client, base_image, python_version, args.workbench_base)}")
             dockerfile, n_certs = add_workbench_steps(context, dockerfile, "PIP_INDEX_URL" in proxies)
+            (context / "workbench-openapi.json").write_text(
+                json.dumps(openapi.document(context / "model_dir", name, version), indent=1))
+            dockerfile += OPENAPI_BLOCK
             (context / "Dockerfile").write_text(dockerfile)
             if n_certs:
                 say(f"the image trusts {n_certs} extra CA certificate(s) (base/ca-certificates)")

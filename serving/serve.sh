@@ -115,6 +115,7 @@ cmd_serve() {
 		--label "$LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
 		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
 		--label "org.workbench.model.version=${r[version]}" \
+		--network "$network" --network-alias "serve-$port" \
 		-p "$bind:$port:8080" -e "MLFLOW_MODELS_WORKERS=$workers" \
 		--health-cmd "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4)\"" \
 		--health-interval 5s --health-timeout 5s --health-retries 3 --health-start-period 300s \
@@ -154,6 +155,8 @@ Serving $model (version ${r[version]} of '${r[name]}') at http://$host:$port
 
 Try it:
   curl -s http://$host:$port/invocations -H 'Content-Type: application/json' -d '$payload'
+  OpenAPI document: http://$host:$port/openapi.json
+  From JupyterLab (notebooks/05-serving-client.ipynb): http://serve-$port:8080
 
 Logs: make serve-logs PORT=$port    Stop: make serve-stop PORT=$port    All: make serve-ps
 EOF

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import socket
 import subprocess
@@ -22,10 +21,8 @@ import uuid
 
 import pytest
 
-from utils.stack import REPO, http_session, image_present
-
-SERVE = REPO / "serving" / "serve.sh"
-STAND_IN = "python:3.11.2-slim"
+from utils.serving import STAND_IN, free_port, remove_model_images, serve
+from utils.stack import http_session, image_present
 
 REGISTER = r"""
 import json
@@ -54,18 +51,6 @@ print(json.dumps({{"columns": list(X.columns), "data": X.values.tolist(),
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(stack, command: str, **settings: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PROJECT": stack.project, "ENV_FILE": str(stack.env_file), **settings}
-    return subprocess.run([str(SERVE), command], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=1800)
-
-
 @pytest.fixture(scope="module")
 def model(stack):
     name = f"serving-iris-{uuid.uuid4().hex[:8]}"
@@ -90,9 +75,7 @@ def served(stack, model):
     finally:
         for server in servers.values():
             serve(stack, "stop", MODEL=server["uri"], PORT="")
-        for version in ("1", "2"):
-            subprocess.run(["docker", "image", "rm", "-f", f"workbench-model/{model['name']}:{version}"],
-                           capture_output=True)
+        remove_model_images(model["name"])
         if not stand_in_existed:
             subprocess.run(["docker", "image", "rm", STAND_IN], capture_output=True)
 
@@ -230,6 +213,91 @@ def still_up(url: str, model) -> None:
     body, content_type = payloads(model)["dataframe_split"]
     response = predict(url, body, content_type)
     assert response.status_code == 200 and response.json()["predictions"] == model["predictions"]["1"]
+
+
+# ---- the OpenAPI document each served model publishes ----
+
+@pytest.fixture(scope="module")
+def openapi(served) -> dict[str, dict]:
+    documents = {}
+    for version, server in served.items():
+        response = http_session().get(f"{server['url']}/openapi.json", timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("application/json")
+        documents[version] = response.json()
+    return documents
+
+
+def test_openapi_document_is_valid_and_describes_the_served_version(openapi, model):
+    from openapi_spec_validator import validate
+
+    for version, document in openapi.items():
+        validate(document)  # raises with the offending path when invalid
+        assert document["info"]["title"] == f"MLflow model {model['name']}, version {version}"
+        assert document["info"]["version"] == version
+        schemas = document["components"]["schemas"]
+        # From the signature: the four iris columns, all required, all doubles.
+        assert list(schemas["Row"]["properties"]) == model["columns"]
+        assert schemas["Row"]["required"] == model["columns"]
+        assert {p["type"] for p in schemas["Row"]["properties"].values()} == {"number"}
+        assert schemas["Predictions"]["properties"]["predictions"]["items"]["type"] == "integer"
+        assert set(document["paths"]) == {"/invocations", "/ping", "/version"}
+
+
+def _request_schema(document: dict, content_type: str = "application/json") -> dict:
+    """The request body's schema as a standalone JSON Schema (its $refs resolve in the root)."""
+    body = document["paths"]["/invocations"]["post"]["requestBody"]["content"][content_type]
+    return {**body["schema"], "components": document["components"]}
+
+
+def test_requests_built_from_the_documents_examples_succeed(openapi, served, model):
+    """Every example the document gives (one per JSON format, and CSV) is a request that the
+    server answers with exactly the loaded model's predictions for those rows (the model's
+    input example: its first 3 rows)."""
+    import jsonschema
+
+    for version, document in openapi.items():
+        content = document["paths"]["/invocations"]["post"]["requestBody"]["content"]
+        examples = content["application/json"]["examples"]
+        assert set(examples) == {"dataframe_split", "dataframe_records", "instances", "inputs"}
+        expected = {"predictions": model["predictions"][version][:3]}
+        for fmt, example in examples.items():
+            jsonschema.validate(example["value"], _request_schema(document))
+            response = predict(served[version]["url"], example["value"])
+            assert response.status_code == 200, f"{fmt}: {response.text}"
+            assert response.json() == expected, fmt
+        response = predict(served[version]["url"], content["text/csv"]["example"], "text/csv")
+        assert response.status_code == 200 and response.json() == expected, response.text
+
+
+def test_the_documents_schema_refuses_what_the_server_refuses(openapi):
+    """Bodies the server answers with 400 (missing or unknown columns, wrong types) are invalid
+    for the document too: a client can check its requests before sending them."""
+    import jsonschema
+
+    schema = _request_schema(openapi["1"])
+    bad = [BAD_REQUESTS["missing columns"][0], BAD_REQUESTS["wrong columns"][0],
+           BAD_REQUESTS["unknown format key"][0],
+           {"dataframe_records": [{"sepal length (cm)": "x", "sepal width (cm)": 1.0,
+                                   "petal length (cm)": 1.0, "petal width (cm)": 1.0}]}]
+    for body in bad:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(body, schema)
+
+
+def test_the_served_model_is_reachable_from_jupyterlab(stack, served, model):
+    """The served container joins the workbench's frontend network as serve-<port>: what
+    notebooks/05-serving-client.ipynb calls."""
+    port = served["1"]["port"]
+    body = json.dumps(payloads(model)["dataframe_split"][0])
+    out = stack.python("jupyter", f"""
+import json, requests
+r = requests.post("http://serve-{port}:8080/invocations", data={body!r},
+                  headers={{"Content-Type": "application/json"}}, timeout=30)
+print(r.status_code, json.dumps(r.json()))
+""")
+    status, answer = out.strip().splitlines()[-1].split(" ", 1)
+    assert status == "200" and json.loads(answer) == {"predictions": model["predictions"]["1"]}
 
 
 def test_a_port_taken_by_another_model_is_refused_with_a_hint(stack, served):
