@@ -149,5 +149,6 @@ run-notebooks: ## run every notebook in notebooks/ top to bottom (papermill; out
 exercise-check: .venv ## check your exercises/ notebooks against your running workbench
 	@MLFLOW_TRACKING_URI="http://127.0.0.1:$${WORKBENCH_MLFLOW_PORT:-5000}" \
 	MLFLOW_TRACKING_USERNAME=admin \
+	WORKBENCH_SERVING_URL="$${WORKBENCH_SERVING_URL:-http://127.0.0.1:5002}" \
 	MLFLOW_TRACKING_PASSWORD="$$($(DC) run --rm --no-deps -T secrets-init cat /secrets/mlflow-server/mlflow-admin-password)" \
 		.venv/bin/python -m pytest -q --tb=line -p no:cacheprovider exercises/checks

@@ -258,9 +258,6 @@ def document(model_dir: Path, name: str, version: str) -> dict:
             }},
             "/ping": {"get": {"summary": "health: 200 once the model is loaded", "operationId": "ping",
                               "responses": {"200": {"description": "the model is loaded"}}}},
-            "/version": {"get": {"summary": "the MLflow version serving the model", "operationId": "version",
-                                 "responses": {"200": {"description": "e.g. 3.17.2",
-                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         },
         "components": {"schemas": schemas},
     }

@@ -6,7 +6,8 @@ Settings (environment variables; `make exercise-check` sets them for your runnin
   MLFLOW_TRACKING_PASSWORD  the admin password (`make credentials` prints it)
   EXERCISE_EXPERIMENT       default Tracking-Exercise
   EXERCISE_MODEL            default IrisModel
-  WORKBENCH_SERVING_URL     a running model server for exercise 3 (its check is skipped without it)
+  WORKBENCH_SERVING_URL     the model server of exercise 3, e.g. http://127.0.0.1:5002 (its check is
+                            skipped without it; make exercise-check sets it)
 """
 
 from __future__ import annotations

@@ -14,22 +14,27 @@ import subprocess
 import sys
 
 from conftest import HOSTILE_SECRETS
+from utils.serving import free_port, served_model
 from utils.stack import REPO
 
 EXERCISES = REPO / "exercises"
 
 
-def run_exercise(stack, notebook, experiment: str, model: str) -> None:
+def run_exercise(stack, notebook, experiment: str, model: str, **parameters: str) -> None:
     target = f"/tmp/{notebook.parent.name}-{notebook.name}"
     stack.compose("cp", str(notebook), f"jupyter:{target}")
+    options = [arg for key, value in parameters.items() for arg in ("-p", key, value)]
     result = stack.exec("jupyter", "papermill", "--no-progress-bar", target, f"{target}.out.ipynb",
-                        "-p", "EXPERIMENT_NAME", experiment, "-p", "MODEL_NAME", model,
+                        "-p", "EXPERIMENT_NAME", experiment, "-p", "MODEL_NAME", model, *options,
                         check=False, timeout=600)
     assert result.returncode == 0, f"{notebook.relative_to(REPO)} failed:\n{result.stderr[-6000:]}"
 
 
-def run_checks(mlflow_url: str, experiment: str, model: str) -> subprocess.CompletedProcess:
+def run_checks(mlflow_url: str, experiment: str, model: str,
+               serving_url: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_SERVING_URL"}
+    if serving_url:
+        env["WORKBENCH_SERVING_URL"] = serving_url
     env.update(MLFLOW_TRACKING_URI=mlflow_url, MLFLOW_TRACKING_USERNAME="admin",
                MLFLOW_TRACKING_PASSWORD=HOSTILE_SECRETS["MLFLOW_ADMIN_PASSWORD"],
                EXERCISE_EXPERIMENT=experiment, EXERCISE_MODEL=model)
@@ -47,13 +52,24 @@ def test_course_is_complete():
 
 
 def test_solutions_pass_the_checks(stack, mlflow_url, unique_name):
+    """All three, exercise 3 with the model served as its notebook says (make serve)."""
     experiment, model = f"{unique_name}-exp", f"{unique_name}-model"
     for notebook in ("01-tracking.ipynb", "02-registry.ipynb"):
         run_exercise(stack, EXERCISES / "solutions" / notebook, experiment, model)
-    result = run_checks(mlflow_url, experiment, model)
+    with served_model(stack, f"models:/{model}@staging", model) as (url, url_from_jupyter):
+        run_exercise(stack, EXERCISES / "solutions" / "03-serving.ipynb", experiment, model,
+                     SERVING_URL=url_from_jupyter)
+        result = run_checks(mlflow_url, experiment, model, serving_url=url)
     assert result.returncode == 0, f"the checks fail on the solutions:\n{result.stdout[-6000:]}"
-    assert "10 passed, 1 skipped" in result.stdout, result.stdout[-3000:]
-    assert "WORKBENCH_SERVING_URL" in result.stdout, "the serving check must say why it skipped"
+    assert "12 passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-3000:]
+
+
+def test_without_a_model_server_the_serving_check_says_how_to_start_one(mlflow_url, unique_name):
+    result = run_checks(mlflow_url, f"{unique_name}-exp", f"{unique_name}-model",
+                        serving_url=f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "nothing answers at" in result.stdout
+    assert "make serve MODEL=models:/IrisModel@staging PORT=5002" in result.stdout, result.stdout[-3000:]
 
 
 def test_untouched_exercises_fail_the_checks_saying_what_is_missing(stack, mlflow_url, unique_name):
