@@ -6,15 +6,27 @@ The built-in one (mlflow.store.artifact.ftp_artifact_repo) has two faults that r
   ftp://user:password@host/..."), and the tracking server sends that message to the client;
 - a file that does not exist is an INTERNAL_ERROR (HTTP 500), which MLflow's client retries with
   backoff for minutes instead of being told "not found" (404) at once.
-This subclass keeps everything else and fixes both. MLflow loads it for ftp:// through the
+It is also slow where a run has many artifacts: it opens a new FTP connection and logs in for
+every file, and lists a directory with NLST and then a CWD (and SIZE) per entry. This one
+- keeps logged-in connections in a small per-process pool (MLFLOW_FTP_POOL_SIZE, default 4),
+  checked with NOOP when idle for a while and dropped after any error;
+- lists a directory with one MLSD (type and size of every entry in one answer), hiding the
+  `.<name>.partial` files of uploads in progress (ftpd/ftpd.py).
+This subclass keeps everything else. MLflow loads it for ftp:// through the
 `mlflow.artifact_repository` entry point (pyproject.toml), in place of the built-in one.
 """
 
 from __future__ import annotations
 
 import ftplib
+import os
+import posixpath
+import threading
+import time
 import urllib.parse
+from contextlib import contextmanager
 
+from mlflow.entities.file_info import FileInfo
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 from mlflow.store.artifact.ftp_artifact_repo import FTPArtifactRepository
@@ -29,11 +41,98 @@ def redact(uri: str) -> str:
     return urllib.parse.urlunparse(parsed._replace(netloc=netloc))
 
 
+POOL_SIZE = int(os.environ.get("MLFLOW_FTP_POOL_SIZE", "4"))
+TIMEOUT_SECONDS = 60
+# A connection idle longer than this is checked with NOOP before use (ftpd drops idle ones
+# after pyftpdlib's 300 s).
+CHECK_AFTER_SECONDS = 15
+
+
+class _Pool:
+    """Logged-in FTP connections of this process, per (host, port, user, password)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle: dict[tuple, list[tuple[ftplib.FTP, float]]] = {}
+        self._pid = os.getpid()
+
+    def take(self, config: dict) -> ftplib.FTP:
+        key = (config["host"], config["port"], config["username"], config["password"])
+        while True:
+            with self._lock:
+                if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+                    self._idle, self._pid = {}, os.getpid()
+                idle = self._idle.get(key)
+                ftp, since = idle.pop() if idle else (None, 0.0)
+            if ftp is None:
+                ftp = ftplib.FTP(timeout=TIMEOUT_SECONDS)
+                ftp.connect(config["host"], config["port"])
+                ftp.login(config["username"], config["password"])
+                return ftp
+            if time.monotonic() - since < CHECK_AFTER_SECONDS:
+                return ftp
+            try:
+                ftp.voidcmd("NOOP")
+                return ftp
+            except (OSError, EOFError, ftplib.Error):
+                _close(ftp)
+
+    def give_back(self, config: dict, ftp: ftplib.FTP) -> None:
+        key = (config["host"], config["port"], config["username"], config["password"])
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if self._pid == os.getpid() and len(idle) < POOL_SIZE:
+                idle.append((ftp, time.monotonic()))
+                return
+        _close(ftp)
+
+
+def _close(ftp: ftplib.FTP) -> None:
+    try:
+        ftp.close()
+    except OSError:
+        pass
+
+
+_POOL = _Pool()
+
+
 class WorkbenchFTPArtifactRepository(FTPArtifactRepository):
     def __init__(self, artifact_uri: str, *args, **kwargs):
         super().__init__(artifact_uri, *args, **kwargs)
         # The credentials are parsed into self.config above; the URI is only shown from now on.
         self.artifact_uri = redact(artifact_uri)
+
+    @contextmanager
+    def get_ftp_client(self):
+        """A pooled, logged-in connection; after any error it is closed, not reused."""
+        ftp = _POOL.take(self.config)
+        try:
+            yield ftp
+        except BaseException:
+            _close(ftp)
+            raise
+        _POOL.give_back(self.config, ftp)
+
+    def list_artifacts(self, path=None):
+        list_dir = posixpath.join(self.path, path) if path else self.path
+        with self.get_ftp_client() as ftp:
+            try:
+                entries = list(ftp.mlsd(list_dir, facts=["type", "size"]))
+            except ftplib.error_perm:  # not a directory, or nothing there
+                return []
+        infos = []
+        for name, facts in sorted(entries):
+            kind = facts.get("type", "").lower()
+            if kind in ("cdir", "pdir") or name in (".", "..", "") or (
+                    name.startswith(".") and name.endswith(".partial")):
+                continue
+            file_path = posixpath.join(path, name) if path else name
+            if kind == "dir":
+                infos.append(FileInfo(file_path, True, None))
+            else:
+                infos.append(FileInfo(file_path, False, int(facts["size"]) if "size" in facts else None))
+        return infos
 
     def _download_file(self, remote_file_path, local_path):
         try:

@@ -1,0 +1,71 @@
+"""The workbench's FTP artifact repository (mlflow-server/ftp-plugin/): pooled connections, one
+MLSD per listing, in-progress uploads hidden. Real effects: files through the proxy from the
+jupyter container, ftpd's own log of logins, the files on the FTP volume.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime, timezone
+
+from utils.stack import http_session
+
+FILES = 60
+LOG_MANY = r"""
+import hashlib, json, os, tempfile
+import mlflow
+mlflow.set_experiment({experiment!r})
+src = tempfile.mkdtemp()
+for i in range({files}):
+    folder = os.path.join(src, "a" if i % 2 else "b", "deeper" if i % 3 == 0 else "")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"f{{i:03d}}.txt"), "w") as f:
+        f.write(f"file {{i}} " * (i + 1))
+with mlflow.start_run() as run:
+    mlflow.log_artifacts(src, "many")
+dst = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="many")
+def digest(root):
+    return {{os.path.relpath(os.path.join(d, n), root): hashlib.sha256(open(os.path.join(d, n), "rb").read()).hexdigest()
+            for d, _, names in os.walk(root) for n in names}}
+print(json.dumps({{"run_id": run.info.run_id, "same": digest(src) == digest(dst), "count": len(digest(dst))}}))
+"""
+
+
+def ftp_logins_since(stack, since: str) -> int:
+    out = subprocess.run(["docker", "logs", "--since", since, stack.container_id("ftpd")],
+                         capture_output=True, text=True, check=True)
+    return sum("logged in" in line for line in (out.stdout + out.stderr).splitlines())
+
+
+def test_many_small_artifacts_reuse_pooled_ftp_connections(stack, unique_name):
+    since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    out = stack.python("jupyter", LOG_MANY.format(experiment=unique_name, files=FILES))
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["same"] and result["count"] == FILES, result
+    logins = ftp_logins_since(stack, since)
+    # 60 uploads + listings + 60 downloads went through the server: the built-in repository logs
+    # in for each (> 120); the pool keeps at most 4 connections per server worker (2 workers).
+    assert 1 <= logins <= 2 * 4 + 2, f"{logins} FTP logins for {FILES} files up and down"
+
+
+def test_listing_gives_sizes_and_hides_uploads_in_progress(stack, mlflow_url, admin_auth, unique_name):
+    out = stack.python("jupyter", f"""
+import mlflow
+mlflow.set_experiment({unique_name!r})
+with mlflow.start_run() as run:
+    mlflow.log_text("x" * 1234, "listing/data.txt")
+    mlflow.log_text("y", "listing/sub/inner.txt")
+print(run.info.run_id)
+""")
+    run_id = out.strip().splitlines()[-1]
+    # An upload in progress on the FTP volume: ftpd receives it as .<name>.partial.
+    folder = stack.exec("ftpd", "find", "/srv/ftp", "-type", "d", "-path", f"*/{run_id}/artifacts/listing").stdout.strip()
+    assert folder, "the run's artifact folder is not on the FTP volume"
+    stack.exec("ftpd", "sh", "-c", f"printf partial > '{folder}/.big.bin.partial'")
+    response = http_session(admin_auth).get(f"{mlflow_url}/api/2.0/mlflow/artifacts/list",
+                                            params={"run_id": run_id, "path": "listing"}, timeout=30)
+    assert response.status_code == 200, response.text
+    files = {f["path"]: (f["is_dir"], int(f["file_size"]) if "file_size" in f else None)
+             for f in response.json()["files"]}
+    assert files == {"listing/data.txt": (False, 1234), "listing/sub": (True, None)}, files
