@@ -108,9 +108,13 @@ main() {
 	if [[ -n "${DRIVER_HOST:-}" ]]; then
 		# A remote cluster's executors connect back to the driver (this container): advertise
 		# DRIVER_HOST and publish the driver's RPC and block manager ports on it.
-		local port="${DRIVER_PORT:-7078}"
-		[[ "$port" =~ ^[0-9]+$ ]] || die "DRIVER_PORT=$port is not a port number"
-		ports=(-p "$port:$port" -p "$((port + 1)):$((port + 1))")
+		# Published on DRIVER_HOST itself when it is an IPv4 address of this machine, else on
+		# every interface (a host name).
+		local port="${DRIVER_PORT:-7078}" on=""
+		# shellcheck disable=SC2015  # die when either test fails
+		[[ "$port" =~ ^[0-9]+$ ]] && ((port > 0 && port < 65535)) || die "DRIVER_PORT=$port is not a port number"
+		[[ "$DRIVER_HOST" =~ ^[0-9]+(\.[0-9]+){3}$ ]] && on="$DRIVER_HOST:"
+		ports=(-p "$on$port:$port" -p "$on$((port + 1)):$((port + 1))")
 		spark_args+=(--conf "spark.driver.host=$DRIVER_HOST" --conf "spark.driver.bindAddress=0.0.0.0"
 			--conf "spark.driver.port=$port" --conf "spark.blockManager.port=$((port + 1))")
 	fi

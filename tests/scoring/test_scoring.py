@@ -18,8 +18,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -203,6 +205,30 @@ def read_output(stack, path: Path, id_column: str) -> dict:
     return json.loads(stack.python("jupyter", code).strip().splitlines()[-1])
 
 
+def check_predictions(stack, output: Path, id_column: str, expected: dict) -> dict:
+    """The output holds the input's IDs, in its order, each with the in-process prediction."""
+    got = read_output(stack, output, id_column)
+    assert got["columns"] == [id_column, "prediction"]
+    assert got["ids"] == expected["ids"], "the output's IDs are not the input's, in its order"
+    if "bounds" in expected:
+        # The regressor (Ridge: x·w + b in doubles) may differ in the last bits, and only there:
+        # numpy's BLAS (OpenBLAS' dgemv) adds up the products of the last (batch size mod 4) rows
+        # of a batch in another order than the rows before them, so a row's last bits depend on
+        # where the batch it is in was cut. The in-process predict has one batch of 3000 rows,
+        # pandas chunks of 700 (both multiples of 4: exact), Spark cuts its partitions by bytes.
+        # Two orders of adding the same n = 11 terms differ by at most 2·n·u·Σ|terms| (u = 2⁻⁵³):
+        # each row must be within that bound (~1e-12 here; neighbouring rows' predictions are
+        # ~10 apart, so any row mixed up or mis-parsed would fail).
+        for row, (g, want, bound) in enumerate(zip(got["predictions"], expected["predictions"],
+                                                   expected["bounds"], strict=True)):
+            assert abs(g - want) <= bound, f"row {row}: {g!r} != {want!r} (bound {bound:.2e})"
+    else:
+        # The classifier: labels, exactly (XGBoost's trees compare each value to thresholds;
+        # no arithmetic across rows or batches).
+        assert got["predictions"] == expected["predictions"]
+    return got
+
+
 # engine, data, input format, output format, ID setting, run by another caller (uid OTHER_UID)
 CASES = [
     ("pandas", "diabetes", "csv", "csv", "", False),
@@ -229,25 +255,7 @@ def test_scores_as_the_loaded_model(stack, data, inputs, workdir, request, engin
     assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
 
     id_column = id_setting or ("row" if case == "noid" else "id")
-    got = read_output(stack, output, id_column)
-    assert got["columns"] == [id_column, "prediction"]
-    assert got["ids"] == expected["ids"], "the output's IDs are not the input's, in its order"
-    if "bounds" in expected:
-        # The regressor (Ridge: x·w + b in doubles) may differ in the last bits, and only there:
-        # numpy's BLAS (OpenBLAS' dgemv) adds up the products of the last (batch size mod 4) rows
-        # of a batch in another order than the rows before them, so a row's last bits depend on
-        # where the batch it is in was cut. The in-process predict has one batch of 3000 rows,
-        # pandas chunks of 700 (both multiples of 4: exact), Spark cuts its partitions by bytes.
-        # Two orders of adding the same n = 11 terms differ by at most 2·n·u·Σ|terms| (u = 2⁻⁵³):
-        # each row must be within that bound (~1e-12 here; neighbouring rows' predictions are
-        # ~10 apart, so any row mixed up or mis-parsed would fail).
-        for row, (g, want, bound) in enumerate(zip(got["predictions"], expected["predictions"],
-                                                   expected["bounds"], strict=True)):
-            assert abs(g - want) <= bound, f"row {row}: {g!r} != {want!r} (bound {bound:.2e})"
-    else:
-        # The classifier: labels, exactly (XGBoost's trees compare each value to thresholds;
-        # no arithmetic across rows or batches).
-        assert got["predictions"] == expected["predictions"]
+    got = check_predictions(stack, output, id_column, expected)
     if case == "iris":
         assert got["dtypes"][1] == "int64", "a classifier's labels stay integers"
     if in_fmt == out_fmt == "parquet":
@@ -276,6 +284,109 @@ def test_the_scoring_image_has_jupyters_library_versions():
         assert scoring[package] == jupyter[package], package
     assert not {p for p in scoring if p.startswith("nvidia")}, "GPU libraries in the scoring image"
 
+
+# ---- a Spark cluster ----------------------------------------------------------------------------
+
+@pytest.fixture
+def spark_cluster(stack, workdir):
+    """Makes a Spark standalone cluster beside the stack: a master and one worker (1 core), from
+    the scoring image, with the data directory mounted at the same path (the storage a real
+    cluster's workers share). On the stack's frontend network, or `remote`: on a network of its
+    own, which reaches this machine, and so the driver, only through published ports, as a
+    cluster elsewhere would. Removed afterwards."""
+    image = "workbench/scoring:local"
+    subprocess.run(["docker", "build", "-q", "-t", image, "--build-arg", "WORKBENCH_BASE=workbench/base:local",
+                    "--build-arg", f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}",
+                    str(REPO / "scoring")], check=True, capture_output=True)
+    suffix = uuid.uuid4().hex[:6]
+    master, worker = f"{stack.project}-spark-master-{suffix}", f"{stack.project}-spark-worker-{suffix}"
+    network = f"{stack.project}-spark-{suffix}"
+    made = {"network": False}
+
+    def make(remote: bool = False) -> dict:
+        cluster = {"master": master}
+        on = f"{stack.project}_frontend"
+        publish = []
+        if remote:
+            subprocess.run(["docker", "network", "create", network], check=True, capture_output=True)
+            made["network"] = True
+            on = network
+            gateway = subprocess.run(["docker", "network", "inspect", network, "-f",
+                                      "{{(index .IPAM.Config 0).Gateway}}"], capture_output=True,
+                                     text=True, check=True).stdout.strip()
+            port = free_port()
+            publish = ["-p", f"{gateway}:{port}:7077"]
+            cluster.update(gateway=gateway, url=f"spark://{gateway}:{port}")
+        else:
+            cluster["url"] = f"spark://{master}:7077"
+        run = ["docker", "run", "-d", "--network", on, "--init", "--read-only", "--tmpfs", "/tmp:rw,exec",
+               "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+               "--label", f"org.workbench.project={stack.project}", "--entrypoint", "spark-class"]
+        subprocess.run([*run, "--name", master, *publish, image, "org.apache.spark.deploy.master.Master",
+                        "--host", master, "--port", "7077", "--webui-port", "8080"],
+                       check=True, capture_output=True)
+        subprocess.run([*run, "--name", worker, "-v", f"{workdir}:{workdir}", image,
+                        "org.apache.spark.deploy.worker.Worker", f"spark://{master}:7077",
+                        "--cores", "1", "--memory", "1g", "--work-dir", "/tmp/work"],
+                       check=True, capture_output=True)
+        state = {}
+        for _ in range(120):  # the worker registers within seconds; give a busy machine time
+            state = master_state(master)
+            if state.get("aliveworkers") == 1:
+                break
+            time.sleep(1)
+        assert state.get("aliveworkers") == 1, f"the worker did not register: {state}"
+        return cluster
+
+    try:
+        yield make
+    finally:
+        subprocess.run(["docker", "rm", "-f", master, worker], capture_output=True)
+        if made["network"]:
+            subprocess.run(["docker", "network", "rm", network], capture_output=True)
+
+
+def free_port() -> int:
+    """A free port on this machine whose successor is free too (the driver uses both)."""
+    while True:
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("", 0))
+            port = first.getsockname()[1]
+            try:
+                second.bind(("", port + 1))
+            except OSError:
+                continue
+            return port
+
+
+def master_state(master: str) -> dict:
+    """The standalone master's state (its web UI's JSON), read inside its container."""
+    out = subprocess.run(["docker", "exec", master, "python3", "-c",
+                          "import json, urllib.request; print(urllib.request.urlopen("
+                          "'http://localhost:8080/json/', timeout=5).read().decode())"],
+                         capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else {}
+
+
+@pytest.mark.parametrize("remote", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["same-network", "remote"])
+def test_the_same_job_runs_on_a_spark_cluster(stack, data, inputs, workdir, spark_cluster, remote):
+    """MASTER=spark://host:7077 is the only change: the driver (the scoring container) reaches
+    the tracking server, the executors get the model from the driver (spark_udf ships it) and
+    read and write the shared directory. A remote cluster also needs DRIVER_HOST (and a free
+    DRIVER_PORT): the executors connect back to the driver through its published ports."""
+    cluster = spark_cluster(remote)
+    expected = data["diabetes"]
+    output = workdir / f"cluster-{uuid.uuid4().hex[:8]}.csv"
+    settings = {"DRIVER_HOST": cluster["gateway"], "DRIVER_PORT": str(free_port())} if remote else {}
+    result = score(stack, MODEL=f"models:/{expected['model']}@champion",
+                   INPUT=str(inputs["diabetes", "csv"]), OUTPUT=str(output), ENGINE="spark",
+                   MASTER=cluster["url"], **settings)
+    assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+    assert f"Spark 4.3.0 on {cluster['url']}" in result.stdout
+    check_predictions(stack, output, "id", expected)
+    apps = master_state(cluster["master"]).get("completedapps", [])
+    assert [(a["name"], a["state"]) for a in apps] == [("workbench-score", "FINISHED")], apps
 
 # ---- bad input --------------------------------------------------------------------------------
 
