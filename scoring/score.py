@@ -509,8 +509,8 @@ def score_spark(args, model_dir: Path, inputs: ModelInputs, fmt: str, header: li
     except (PySparkException, Py4JError) as exc:
         raise Failure(f"the Spark job failed: {spark_error(exc)}") from None
     finally:
+        spark.stop()  # first: the tasks of a cancelled job (Ctrl-C) may still be writing parts
         shutil.rmtree(staging, ignore_errors=True)
-        spark.stop()
 
 
 # ---- main -----------------------------------------------------------------------------------
@@ -581,3 +581,6 @@ if __name__ == "__main__":
     except Failure as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("error: interrupted; no output written", file=sys.stderr, flush=True)
+        sys.exit(130)
