@@ -53,8 +53,8 @@ FORMATS = (".csv", ".parquet")
 ROW_COLUMN = "row"
 # pyspark 4.3 warns at import and in every Python worker that it "does not yet fully support
 # pandas >= 3.0.0"; pandas 3.1.1 is jupyter's version (the scoring image must load models with
-# the libraries they were logged with), and tests/scoring checks Spark's predictions equal the
-# in-process ones exactly. Set before Spark starts, so its Python workers inherit it.
+# the libraries they were logged with), and tests/scoring checks Spark's predictions against the
+# in-process ones row by row. Set before Spark starts, so its Python workers inherit it.
 PANDAS_WARNING = "ignore:PySpark does not yet fully support pandas:FutureWarning"
 
 
@@ -312,11 +312,10 @@ def score_pandas(args, model_dir: Path, inputs: ModelInputs, fmt: str, id_column
     model = mlflow.pyfunc.load_model(str(model_dir))
     names = inputs.output_names()
     progress = Progress(total)
-    read = [c for c in ([id_column] if id_column else []) + columns]
-    read = list(dict.fromkeys(read))
+    read = list(dict.fromkeys(([id_column] if id_column else []) + columns))
     if fmt == "csv":
         dtypes, dates = inputs.pandas_dtypes(columns)
-        if id_column:
+        if id_column and id_column not in columns:
             dtypes[id_column] = str  # the IDs exactly as written
         # Numbers: pandas 3.1 parses every float with one correctly rounded converter (its
         # float_precision choice is gone), so a float written as its shortest repr reads back as
@@ -421,8 +420,8 @@ def score_spark(args, model_dir: Path, inputs: ModelInputs, fmt: str, header: li
             # Every column typed up front (the model's from its signature, the others as text,
             # the IDs exactly as written); FAILFAST: a value that does not parse stops the job
             # with its row, instead of becoming a null the model would score.
-            schema = StructType([StructField(c, inputs.spark_type(c) if c in columns and c != id_column
-                                             else StringType()) for c in header])
+            schema = StructType([StructField(c, inputs.spark_type(c) if c in columns else StringType())
+                                 for c in header])
             frame = spark.read.csv(str(args.input), header=True, schema=schema, mode="FAILFAST",
                                    escape='"', enforceSchema=True)
         else:
