@@ -122,9 +122,14 @@ lock: .venv ## re-pin the Python dependencies of every image (uv pip compile)
 	@echo "==> locking jupyter/requirements.txt (constrained by mlflow-server's)"
 	@.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
 		--generate-hashes -c mlflow-server/requirements.txt -o jupyter/requirements.txt jupyter/requirements.in
+	@echo "==> locking scoring/requirements.txt (constrained by jupyter's: models load with the libraries they were logged with)"
+	@.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
+		--generate-hashes -c jupyter/requirements.txt -o scoring/requirements.txt scoring/requirements.in
 
-# Serving: make serve / serve-stop / serve-logs / serve-ps / score (serving/serving.mk).
+# Serving: make serve / serve-stop / serve-logs / serve-ps (serving/serving.mk).
 -include serving/serving.mk
+# Batch scoring: make score (scoring/scoring.mk).
+-include scoring/scoring.mk
 
 # ---- Notebooks, examples, exercises (in the running workbench's jupyter container) ----
 EXAMPLE ?= elasticnet

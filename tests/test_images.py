@@ -25,7 +25,7 @@ def test_no_secret_in_any_layer(stack, image):
 
 
 def test_no_secret_file_in_any_build_context():
-    for context in ["base", "postgres", "ftpd", "mlflow-server", "jupyter", "serving"]:
+    for context in ["base", "postgres", "ftpd", "mlflow-server", "jupyter", "serving", "scoring"]:
         names = {p.name for p in (REPO / context).rglob("*")}
         assert not names & {".env", "secrets.json"}, context
 

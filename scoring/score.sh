@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Score a CSV or Parquet file with a registered model of a running workbench, in a container
+# (scoring/README.md). What `make score` runs:
+#
+#   INPUT=data.csv OUTPUT=predictions.csv [MODEL=models:/<name>@<alias>] [ID=column] \
+#       [ENGINE=pandas|spark] [MASTER=local[2]] scoring/score.sh
+#
+# Settings come from the environment (the make target passes them): MODEL
+# (models:/diabetes-regressor@champion), INPUT and OUTPUT (.csv or .parquet; relative paths are
+# relative to the directory score.sh is run from: the repository for make), ID (a column; else
+# the input's `id`, else the row number), ENGINE (pandas), MASTER (Spark's master URL, local[2]),
+# CHUNK (rows per chunk, 10000), MEMORY (the container's memory limit, 4g), SPARK_CONF (extra
+# "spark.key=value ..." settings), DRIVER_HOST (for a remote cluster: this machine's address as
+# the workers reach it; publishes the driver's ports DRIVER_PORT, 7078, and DRIVER_PORT+1),
+# PROJECT (workbench), COMPOSE (docker compose), ENV_FILE (a Compose --env-file),
+# WORKBENCH_VERSION (local). Needs nothing on the host but bash and Docker.
+set -Eeuo pipefail
+caller="$PWD"
+cd "$(dirname "$0")/.."
+
+PROJECT="${PROJECT:-workbench}"
+MODEL_DEFAULT="models:/diabetes-regressor@champion"
+COMPOSE="${COMPOSE:-docker compose}"
+WORKBENCH_BASE="workbench/base:${WORKBENCH_VERSION:-local}"
+IMAGE="workbench/scoring:${WORKBENCH_VERSION:-local}"
+
+die() { printf >&2 'error: %s\n' "$*"; exit 1; }
+say() { printf '==> %s\n' "$*"; }
+
+# A path as the user meant it: relative to the directory score.sh was run from.
+from_caller() { [[ "$1" == /* ]] && printf '%s' "$1" || printf '%s/%s' "$caller" "$1"; }
+
+# The physical directory of an existing directory (symlinks resolved: that is what Docker mounts).
+physical_dir() { (cd "$1" 2>/dev/null && pwd -P); }
+
+# The container sees the input's and the output's directories at the same paths as the host, so
+# the same paths work on a Spark cluster whose workers mount the same shared storage there.
+# Directories the container's own system lives in cannot be mounted over.
+check_mountable() {
+	local dir="$1" what="$2" system
+	for system in / /bin /boot /dev /etc /lib /lib64 /opt /proc /run /sbin /sys /tmp /usr /var; do
+		if [[ "$dir" == "$system" || ( "$system" != / && "$system" != /tmp && "$dir" == "$system"/* ) ]]; then
+			die "$what is in $dir, which the scoring container cannot mount at the same path (its own $system): move the file to a directory of its own, e.g. under your home directory"
+		fi
+	done
+}
+
+extension_ok() {
+	local lower
+	lower="$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')"
+	[[ "$lower" == *.csv || "$lower" == *.parquet ]]
+}
+
+main() {
+	local model="${MODEL:-$MODEL_DEFAULT}" engine="${ENGINE:-pandas}" master="${MASTER:-local[2]}"
+	local chunk="${CHUNK:-10000}" memory="${MEMORY:-4g}" network="${PROJECT}_frontend"
+	[[ -n "${INPUT:-}" && -n "${OUTPUT:-}" ]] \
+		|| die "usage: make score INPUT=<file.csv|.parquet> OUTPUT=<file.csv|.parquet> [MODEL=models:/<name>@<alias>] [ID=<column>] [ENGINE=pandas|spark]"
+	extension_ok "$INPUT" || die "INPUT=$INPUT: unknown extension; give a .csv or .parquet file"
+	extension_ok "$OUTPUT" || die "OUTPUT=$OUTPUT: unknown extension; give a .csv or .parquet file"
+	[[ "$engine" == pandas || "$engine" == spark ]] || die "ENGINE=$engine: give pandas or spark"
+	[[ "$chunk" =~ ^[1-9][0-9]*$ ]] || die "CHUNK=$chunk is not a positive number of rows"
+
+	local input output in_dir out_dir
+	input="$(from_caller "$INPUT")"
+	[[ -e "$input" ]] || die "INPUT=$INPUT: no such file ($input)"
+	[[ -f "$input" ]] || die "INPUT=$INPUT is not a file"
+	[[ -r "$input" ]] || die "INPUT=$INPUT is not readable"
+	in_dir="$(physical_dir "$(dirname "$input")")"
+	input="$in_dir/$(basename "$input")"
+	output="$(from_caller "$OUTPUT")"
+	mkdir -p "$(dirname "$output")" || die "cannot create the directory of OUTPUT=$OUTPUT"
+	out_dir="$(physical_dir "$(dirname "$output")")"
+	output="$out_dir/$(basename "$output")"
+	[[ "$output" != "$input" ]] || die "OUTPUT is INPUT: give another file for the predictions"
+	[[ ! -d "$output" ]] || die "OUTPUT=$OUTPUT is a directory: give a file name"
+	[[ -w "$out_dir" ]] || die "the directory of OUTPUT=$OUTPUT ($out_dir) is not writable"
+	check_mountable "$in_dir" "INPUT"
+	check_mountable "$out_dir" "OUTPUT"
+
+	docker network inspect "$network" >/dev/null 2>&1 \
+		|| die "no network $network: is the workbench (Compose project $PROJECT) up? make up"
+	[[ -n "$($COMPOSE -p "$PROJECT" ${ENV_FILE:+--env-file "$ENV_FILE"} -f docker-compose.yml ps -q --status running mlflow-server 2>/dev/null)" ]] \
+		|| die "mlflow-server of project $PROJECT is not running: make up"
+
+	say "scoring image $IMAGE (the first build takes a few minutes: Java, Spark, MLflow)"
+	local built
+	built="$(docker build -q -t "$IMAGE" --build-arg "WORKBENCH_BASE=$WORKBENCH_BASE" \
+		--build-arg "PIP_INDEX_URL=${PIP_INDEX_URL:-}" scoring 2>&1)" \
+		|| { printf '%s\n' "$built" >&2; die "building $IMAGE failed (above)"; }
+
+	# The admin password, read from the secrets volume by the one-shot secrets-init service
+	# (root there; the volume's files are 0400 for the server's uid). It stays in this shell's
+	# memory and reaches the container on its stdin: never a command line or `docker inspect`.
+	local password
+	password="$($COMPOSE -p "$PROJECT" ${ENV_FILE:+--env-file "$ENV_FILE"} -f docker-compose.yml \
+		run --rm --no-deps -T secrets-init cat /secrets/mlflow-server/mlflow-admin-password)" \
+		|| die "could not read the MLflow admin password of project $PROJECT"
+
+	# Input read-only, output's directory writable (one mount when they are the same directory),
+	# at the same paths as on the host.
+	local mounts=(-v "$out_dir:$out_dir")
+	[[ "$in_dir" == "$out_dir" ]] || mounts+=(-v "$in_dir:$in_dir:ro")
+
+	local spark_args=() conf
+	for conf in ${SPARK_CONF:-}; do spark_args+=(--conf "$conf"); done
+	local ports=()
+	if [[ -n "${DRIVER_HOST:-}" ]]; then
+		# A remote cluster's executors connect back to the driver (this container): advertise
+		# DRIVER_HOST and publish the driver's RPC and block manager ports on it.
+		# Published on DRIVER_HOST itself when it is an IPv4 address of this machine, else on
+		# every interface (a host name).
+		local port="${DRIVER_PORT:-7078}" on=""
+		# shellcheck disable=SC2015  # die when either test fails
+		[[ "$port" =~ ^[0-9]+$ ]] && ((port > 0 && port < 65535)) || die "DRIVER_PORT=$port is not a port number"
+		[[ "$DRIVER_HOST" =~ ^[0-9]+(\.[0-9]+){3}$ ]] && on="$DRIVER_HOST:"
+		ports=(-p "$on$port:$port" -p "$on$((port + 1)):$((port + 1))")
+		spark_args+=(--conf "spark.driver.host=$DRIVER_HOST" --conf "spark.driver.bindAddress=0.0.0.0"
+			--conf "spark.driver.port=$port" --conf "spark.blockManager.port=$((port + 1))")
+	fi
+
+	local how="$engine"
+	[[ "$engine" == pandas ]] || how="spark on $master"
+	say "scoring $input with $model ($how) into $output"
+	# The host user's uid:gid, so the output is theirs. Read-only root file system, /tmp a tmpfs
+	# (scratch: the model's copy, Spark's local dirs; it counts against MEMORY) that allows exec:
+	# the JVM loads the native libraries it unpacks there (snappy-java, for Parquet). No
+	# capability, no privilege gain, tini as PID 1 (forwards Ctrl-C, reaps Spark's workers).
+	printf 'password=%s\n' "$password" \
+		| docker run --rm -i --init --network "$network" --user "$(id -u):$(id -g)" \
+			--read-only --tmpfs /tmp:rw,nosuid,nodev,exec --memory "$memory" \
+			--cap-drop ALL --security-opt no-new-privileges:true \
+			--label org.workbench.scoring=true --label "org.workbench.project=$PROJECT" \
+			-e MLFLOW_TRACKING_URI=http://mlflow-server:5000 -e MLFLOW_TRACKING_USERNAME=admin \
+			"${mounts[@]}" "${ports[@]}" \
+			"$IMAGE" --model "$model" --input "$input" --output "$output" --id "${ID:-}" \
+			--engine "$engine" --master "$master" --chunk "$chunk" "${spark_args[@]}"
+	unset password
+}
+
+main "$@"
