@@ -94,6 +94,12 @@ SETTINGS = {
     "direct-w1-quiet": "`DISABLE_NGINX=true`, `MLFLOW_MODELS_WORKERS=1`, `UVICORN_ACCESS_LOG=false`",
     "direct-w2": "`DISABLE_NGINX=true`, `MLFLOW_MODELS_WORKERS=2`",
     "direct-w4": "`DISABLE_NGINX=true`, `MLFLOW_MODELS_WORKERS=4`",
+    "uvloop-nginx-w2-quiet": "uvloop + httptools in the image (not an env setting), nginx + uvicorn, "
+                             "`MLFLOW_MODELS_WORKERS=2`, `UVICORN_ACCESS_LOG=false`",
+    "uvloop-direct-w2-quiet": "uvloop + httptools in the image (not an env setting), `DISABLE_NGINX=true`, "
+                              "`MLFLOW_MODELS_WORKERS=2`, `UVICORN_ACCESS_LOG=false`",
+    "uvloop-direct-w1-quiet": "uvloop + httptools in the image (not an env setting), `DISABLE_NGINX=true`, "
+                              "`MLFLOW_MODELS_WORKERS=1`, `UVICORN_ACCESS_LOG=false`",
     "plain": "plain `mlflow models serve` (defaults: 1 uvicorn worker)",
     "bare": "floor: bare HTTP (raw ASGI app, uvicorn, 1 worker)",
 }
@@ -152,9 +158,11 @@ def print_serving_settings(serving: dict, memory_of: dict[str, str], image: str)
           f"{ip['pyfunc_predict_ms']:.2f} ms; MLflow's request handler (`invocations`: JSON in, DataFrame, "
           f"predict, JSON out) {ip.get('handler_ms', nan):.2f} ms; MLflow's whole scoring app (FastAPI, its "
           f"timeout middleware, the handler in a thread) called as an ASGI app {ip.get('app_ms', nan):.2f} ms.")
-    print(f"- **How**: one row of the model's input example per request; median of {serving['reps']} repetitions "
-          f"of {serving['requests']:,} requests or {serving['seconds']:.0f} s, whichever ends first, the servers "
-          "taken in turn; all published on 127.0.0.1 as `make serve` publishes (through docker-proxy).")
+    print(f"- **How**: one row of the model's input example per request; median of {serving['reps']} repetitions, "
+          f"the servers taken in turn, each: 1 client for {serving['latency_requests']:,} requests or "
+          f"{serving['latency_seconds']:.0f} s, then {clients} clients for {serving['requests']:,} requests or "
+          f"{serving['seconds']:.0f} s, whichever ends first; every server published on 127.0.0.1 as `make serve` "
+          "publishes it (through docker-proxy).")
     print(f"- **Client**: {clients} processes, one keep-alive connection each (http.client), on the same "
           f"{serving['cpus']} cores as the servers. It spends {sv8['client_cpu_ms']:.2f} ms of CPU per request "
           f"({sv8['client_cores']:.2f} of a core against `make serve` at {clients} clients) and drives the bare "

@@ -14,7 +14,8 @@ library is the one the served model uses; bench/serving.sh starts them):
 The request is one row of the model's own input example (/opt/ml/model/serving_input_example.json,
 `dataframe_split`). The client: 8 processes (8 independent users, no GIL shared between them),
 each with one persistent HTTP/1.1 connection (http.client), on the same cores as the servers.
-Every load is bounded: a number of requests and a number of seconds, whichever comes first.
+Every load is bounded: a number of requests and a number of seconds, whichever comes first
+(1 client: 1,000 requests or 10 s; 8 clients: 2,000 requests or 20 s; BENCH_SMALL: 200 or 5 s).
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ import urllib.parse
 MODEL_PATH = "/opt/ml/model"
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 SMALL = os.environ.get("BENCH_SMALL") == "1"
-REQUESTS = 200 if SMALL else 2000      # per measurement: the latency run, the 8-client run
+REQUESTS = 200 if SMALL else 2000      # per 8-client run (and per in-process figure) ...
 SECONDS = 5.0 if SMALL else 20.0       # ... or this long, whichever ends first
+LATENCY_REQUESTS = 200 if SMALL else 1000   # per 1-client run ...
+LATENCY_SECONDS = 5.0 if SMALL else 10.0    # ... or this long
 WARMUP = 20 if SMALL else 50           # requests per connection before timing
 CLIENTS = 8
 
@@ -158,8 +161,8 @@ def sequential(url: str, body: bytes) -> dict:
     try:
         for _ in range(WARMUP):
             conn.request()
-        latencies, deadline = [], time.perf_counter() + SECONDS
-        while len(latencies) < REQUESTS and time.perf_counter() < deadline:
+        latencies, deadline = [], time.perf_counter() + LATENCY_SECONDS
+        while len(latencies) < LATENCY_REQUESTS and time.perf_counter() < deadline:
             latencies.append(conn.request())
     finally:
         conn.close()
@@ -274,6 +277,7 @@ def measure(targets_json: str) -> dict:
             runs[name]["1"].append(sequential(targets[name], body))
             runs[name]["8"].append(concurrent(targets[name], body))
     out: dict = {"reps": REPS, "small": SMALL, "requests": REQUESTS, "seconds": SECONDS,
+                 "latency_requests": LATENCY_REQUESTS, "latency_seconds": LATENCY_SECONDS,
                  "clients": CLIENTS, "body_bytes": len(body), "cpus": os.cpu_count()}
     for name, r in runs.items():
         out[name] = {"1": median_dict(r["1"]), "8": median_dict(r["8"])}
