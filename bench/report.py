@@ -74,8 +74,10 @@ def main() -> None:
 
     print(f"### Benchmark {stamp}\n")
     memory = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 2**20
+    load = (f"; load average (1, 5, 15 min) {read(folder, 'load_start')} at the start, "
+            f"{read(folder, 'load_end')} at the end" if read(folder, "load_end") else "")
     print(f"Machine: {os.cpu_count()} cores, {memory:.0f} GiB; median of {r['reps']} repetitions"
-          f"{' (BENCH_SMALL: small counts)' if r.get('small') else ''}.\n")
+          f"{' (BENCH_SMALL: small counts)' if r.get('small') else ''}{load}.\n")
     print("| figure | workbench | plain setup | floor | ratio | target |")
     print("|---|---|---|---|---|---|")
     for cells in rows:

@@ -16,6 +16,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"; "${bench_dc[@]}" rm -sf plain-mlflow >/dev/null 2>&1 || true' EXIT
 
 "${dc[@]}" exec -T postgres pg_isready -h 127.0.0.1 -q || { echo "error: start the workbench first (make up)" >&2; exit 1; }
+# The machine's load before and after: other work on the same cores makes every figure noisy.
+cut -d' ' -f1-3 /proc/loadavg >"$work/load_start"
 
 if [[ -z "${BENCH_SKIP_STARTUP:-}" ]]; then
 	step "start-up: down (volumes kept), then up --wait, images built"
@@ -51,6 +53,7 @@ fi
 step "image sizes"
 python3 bench/image_sizes.py >"$work/images.json"
 
+cut -d' ' -f1-3 /proc/loadavg >"$work/load_end"
 mkdir -p bench/results
 python3 bench/report.py "$work" "$stamp" | tee "bench/results/$stamp.md"
 step "wrote bench/results/$stamp.md"
