@@ -83,6 +83,10 @@ def main() -> None:
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
     if serving:
+        served_env = (read(folder, "served_env") or "").split()
+        if served_env:  # what serve.sh set, so the label follows its defaults
+            front = "" if "DISABLE_NGINX=true" in served_env else "nginx + uvicorn, "
+            SETTINGS["served"] = "`make serve` now: " + front + ", ".join(f"`{v}`" for v in served_env)
         print_serving_settings(serving, memory_of, read(folder, "serve_image_name") or "the model image")
 
 

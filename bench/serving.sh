@@ -4,20 +4,21 @@
 #
 # 1. the model: BENCH_MODEL (e.g. models:/diabetes-regressor@champion), else the bench's own
 #    scikit-learn model, registered once from the jupyter container (bench/register-model.py);
-# 2. served the way `make serve` serves it: serving/serve.sh serve (builds or reuses the image
-#    workbench-model/<name>:<version>; MLflow's container: nginx on 8080 in front of uvicorn,
-#    MLFLOW_MODELS_WORKERS=2), on a free 127.0.0.1 port;
+# 2. served the way `make serve` serves it: serving/serve.sh serve with its defaults (builds or
+#    reuses the image workbench-model/<name>:<version>; MLflow's container: nginx on 8080 in front
+#    of uvicorn, MLFLOW_MODELS_WORKERS=2 at the time of writing), on a free 127.0.0.1 port;
 # 3. in containers of that same image (identical libraries), side by side:
 #    - the plain setup: `mlflow models serve -m <model> --env-manager local` with its defaults
 #      (entry point overridden; `-h 0.0.0.0` is the one change: its default 127.0.0.1 is not
 #      reachable from outside its container);
 #    - the floor's server: a raw ASGI app on uvicorn answering a fixed body (bench/serving.py bare);
-#    - the settings tried for `make serve` (below), each as serve.sh starts its container;
+#    - the settings tried for `make serve` (below): serve.sh's options, other environment variables;
 # 4. the client (bench/serving.py measure, in that image too, on the host's network, against
 #    127.0.0.1 only) measures every target in turn, BENCH_REPS times, and the in-process
 #    model.predict; then the memory and processes of each container are read.
 # Every container it starts, and the uvloop image it builds, are removed at the end (the model
-# image is kept: the next run and `make serve` reuse it). Environment: WORKBENCH_COMPOSE, BENCH_MODEL, BENCH_REPS, BENCH_SMALL.
+# image is kept: the next run and `make serve` reuse it).
+# Environment: WORKBENCH_COMPOSE, BENCH_MODEL, BENCH_REPS, BENCH_SMALL.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 work="${1:?usage: bench/serving.sh WORK}"
@@ -69,12 +70,15 @@ fi
 # ---- 2. served as `make serve` serves it -----------------------------------------------------
 served_port="$(free_port)"
 step "serving: make serve MODEL=$model (serving/serve.sh; builds the image the first time, minutes)"
-MODEL="$model" PORT="$served_port" WORKERS=2 serve serve >"$work/serve.log" 2>&1 \
+MODEL="$model" PORT="$served_port" serve serve >"$work/serve.log" 2>&1 \
 	|| { tail -40 "$work/serve.log" >&2; die "serving/serve.sh serve failed"; }
 served="$(docker ps -q --filter label=org.workbench.serving=true --filter "label=org.workbench.project=$project" \
 	--filter "label=org.workbench.serving.port=$served_port")"
 [[ -n "$served" ]] || die "no served container on port $served_port"
 image="$(docker inspect -f '{{.Config.Image}}' "$served")"
+# The settings serve.sh gave it (its defaults: the report names them).
+docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$served" \
+	| grep -E '^(MLFLOW_MODELS_WORKERS|DISABLE_NGINX|UVICORN_[A-Z_]+)=' >"$work/served_env" || true
 
 # ---- 3. the same image: plain, floor, and the settings tried for make serve ------------------
 declare -A url=([served]="http://127.0.0.1:$served_port")
