@@ -1,5 +1,6 @@
 """Renders one benchmark run (bench/run.sh's work folder) as the Markdown table of the README:
-every figure side by side with the plain setup and the floor, the ratio, and the target."""
+every figure side by side with the plain setup and the floor, the ratio, and the target; then,
+when the serving benchmark ran (bench/serving.sh), a table of the serving settings tried."""
 
 from __future__ import annotations
 
@@ -66,15 +67,128 @@ def main() -> None:
         sizes = ", ".join(f"{k.split('/')[-1]} {v / 1e6:,.0f}" for k, v in images["images"].items())
         total = images.get("unique_total") or images["sum"]
         row("image sizes, MB (shared layers once)", f"{total / 1e6:,.0f} in all", "", "", sizes, "")
+    serving = json.loads(read(folder, "serving.json") or "{}")
+    memory_of = serving_memory(folder)
+    if serving:
+        rows.extend(serving_rows(serving, memory_of))
 
     print(f"### Benchmark {stamp}\n")
     memory = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 2**20
+    load = (f"; load average (1, 5, 15 min) {read(folder, 'load_start')} at the start, "
+            f"{read(folder, 'load_end')} at the end" if read(folder, "load_end") else "")
     print(f"Machine: {os.cpu_count()} cores, {memory:.0f} GiB; median of {r['reps']} repetitions"
-          f"{' (BENCH_SMALL: small counts)' if r.get('small') else ''}.\n")
+          f"{' (BENCH_SMALL: small counts)' if r.get('small') else ''}{load}.\n")
     print("| figure | workbench | plain setup | floor | ratio | target |")
     print("|---|---|---|---|---|---|")
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
+    if serving:
+        served_env = (read(folder, "served_env") or "").split()
+        if served_env:  # what serve.sh set, so the label follows its defaults
+            front = "" if "DISABLE_NGINX=true" in served_env else "nginx + uvicorn, "
+            SETTINGS["served"] = "`make serve` now: " + front + ", ".join(f"`{v}`" for v in served_env)
+        print_serving_settings(serving, memory_of, read(folder, "serve_image_name") or "the model image")
+
+
+# The servers of the serving benchmark (bench/serving.sh), in the order of the settings table.
+SETTINGS = {
+    "served": "`make serve` now: nginx + uvicorn, `MLFLOW_MODELS_WORKERS=2`",
+    "nginx-w1": "nginx + uvicorn, `MLFLOW_MODELS_WORKERS=1`",
+    "nginx-w2-quiet": "nginx + uvicorn, `MLFLOW_MODELS_WORKERS=2`, `UVICORN_ACCESS_LOG=false`",
+    "nginx-w4": "nginx + uvicorn, `MLFLOW_MODELS_WORKERS=4`",
+    "direct-w1": "`DISABLE_NGINX=true`, `MLFLOW_MODELS_WORKERS=1`",
+    "direct-w1-quiet": "`DISABLE_NGINX=true`, `MLFLOW_MODELS_WORKERS=1`, `UVICORN_ACCESS_LOG=false`",
+    "direct-w2": "`DISABLE_NGINX=true`, `MLFLOW_MODELS_WORKERS=2`",
+    "direct-w4": "`DISABLE_NGINX=true`, `MLFLOW_MODELS_WORKERS=4`",
+    "uvloop-nginx-w2-quiet": "uvloop + httptools in the image (not an env setting), nginx + uvicorn, "
+                             "`MLFLOW_MODELS_WORKERS=2`, `UVICORN_ACCESS_LOG=false`",
+    "uvloop-direct-w2-quiet": "uvloop + httptools in the image (not an env setting), `DISABLE_NGINX=true`, "
+                              "`MLFLOW_MODELS_WORKERS=2`, `UVICORN_ACCESS_LOG=false`",
+    "uvloop-direct-w1-quiet": "uvloop + httptools in the image (not an env setting), `DISABLE_NGINX=true`, "
+                              "`MLFLOW_MODELS_WORKERS=1`, `UVICORN_ACCESS_LOG=false`",
+    "plain": "plain `mlflow models serve` (defaults: 1 uvicorn worker)",
+    "bare": "floor: bare HTTP (raw ASGI app, uvicorn, 1 worker)",
+}
+
+
+def serving_rows(serving: dict, memory_of: dict[str, str]) -> list[tuple[str, str, str, str, str, str]]:
+    """The serving figures of the main table: `make serve` | plain `mlflow models serve` | floor."""
+    sv, pl, bare, floor = serving["served"], serving["plain"], serving["bare"], serving_floor(serving)
+    clients = serving["clients"]
+    rows = [
+        ("serving one row, 1 client: p50 / p99 ms", ms(sv["1"]), ms(pl["1"]),
+         f"{serving['in_process']['pyfunc_predict_ms']:.2f} predict + {bare['1']['p50_ms']:.2f} bare HTTP = {floor:.2f}",
+         f"{sv['1']['p50_ms'] / floor:.1f}× floor", "p50 ≤ 2× floor"),
+        (f"serving, {clients} clients: requests/s", f"{sv['8']['req_s']:,.0f}", f"{pl['8']['req_s']:,.0f}",
+         f"{bare['8']['req_s']:,.0f} bare HTTP (the client's ceiling)",
+         f"{sv['8']['req_s'] / pl['8']['req_s']:.1f}× plain", "≥ 2× plain"),
+        (f"serving, {clients} clients: p50 / p99 ms", ms(sv["8"]), ms(pl["8"]), f"{ms(bare['8'])} bare HTTP", "", ""),
+    ]
+    if "served" in memory_of and "plain" in memory_of:
+        rows.append(("serving container memory (MiB) / processes", memory_of["served"], memory_of["plain"],
+                     "", "", ""))
+    return rows
+
+
+def ms(figures: dict) -> str:
+    return f"{figures['p50_ms']:.1f} / {figures['p99_ms']:.1f}"
+
+
+def serving_floor(serving: dict) -> float:
+    """The floor of one served request: in-process predict + a bare HTTP round trip (p50s)."""
+    return serving["in_process"]["pyfunc_predict_ms"] + serving["bare"]["1"]["p50_ms"]
+
+
+def serving_memory(folder: Path) -> dict[str, str]:
+    out = {}
+    for line in (read(folder, "serving_mem.tsv") or "").splitlines():
+        name, memory, processes = line.split("\t")
+        if mib(memory):
+            out[name] = f"{mib(memory):,.0f} / {processes.strip()}"
+    return out
+
+
+def print_serving_settings(serving: dict, memory_of: dict[str, str], image: str) -> None:
+    floor, plain = serving_floor(serving), serving["plain"]["8"]["req_s"]
+    ip, clients, nan = serving["in_process"], serving["clients"], float("nan")
+    sv8 = serving["served"]["8"]
+    fastest = max(serving[name]["8"]["req_s"] for name in SETTINGS if name in serving and name != "bare")
+    limit = ("over 3× any model server's rate: it is not what limits the figures, though it takes its "
+             "share of the same cores" if serving["bare"]["8"]["req_s"] >= 3 * fastest else
+             "**not 3× the fastest model server's rate: the client may be what limits the figures**")
+    print(f"\n#### Serving: the settings tried ({image}, all in this run)\n")
+    print(f"- **Floor**: `model.predict` of the row, in-process, {ip['pyfunc_predict_ms']:.2f} ms + a bare HTTP "
+          f"round trip {serving['bare']['1']['p50_ms']:.2f} ms = **{floor:.2f} ms** (p50s).")
+    print(f"- **Where a request's time goes**, in-process, no HTTP (p50): the scikit-learn estimator's "
+          f"`predict` {ip.get('raw_predict_ms', nan):.2f} ms; `model.predict` (pyfunc: with the schema check) "
+          f"{ip['pyfunc_predict_ms']:.2f} ms; MLflow's request handler (`invocations`: JSON in, DataFrame, "
+          f"predict, JSON out) {ip.get('handler_ms', nan):.2f} ms; MLflow's whole scoring app (FastAPI, its "
+          f"timeout middleware, the handler in a thread) called as an ASGI app {ip.get('app_ms', nan):.2f} ms.")
+    print(f"- **How**: one row of the model's input example per request; median of {serving['reps']} repetitions, "
+          f"the servers taken in turn, each: 1 client for {serving['latency_requests']:,} requests or "
+          f"{serving['latency_seconds']:.0f} s, then {clients} clients for {serving['requests']:,} requests or "
+          f"{serving['seconds']:.0f} s, whichever ends first; every server published on 127.0.0.1 as `make serve` "
+          "publishes it (through docker-proxy).")
+    print(f"- **Client**: {clients} processes, one keep-alive connection each (http.client), on the same "
+          f"{serving['cpus']} cores as the servers. It spends {sv8['client_cpu_ms']:.2f} ms of CPU per request "
+          f"({sv8['client_cores']:.2f} of a core against `make serve` at {clients} clients) and drives the bare "
+          f"HTTP server at {serving['bare']['8']['req_s']:,.0f} requests/s: {limit}.\n")
+    print(f"| setting | 1 client: p50 / p99 ms | {clients} clients: requests/s | {clients} clients: p50 / p99 ms "
+          "| memory MiB / processes | p50 ≤ 2× floor | requests/s ≥ 2× plain |")
+    print("|---|---|---|---|---|---|---|")
+    for name, label in SETTINGS.items():
+        if name not in serving:
+            continue
+        r = serving[name]
+        latency = r["1"]["p50_ms"] / floor
+        throughput = r["8"]["req_s"] / plain
+        if name in ("plain", "bare"):  # the references: no target of their own
+            verdicts = f"{latency:.1f}×", f"{throughput:.1f}×"
+        else:
+            verdicts = (f"{'yes' if latency <= 2 else 'no'}: {latency:.1f}×",
+                        f"{'yes' if throughput >= 2 else 'no'}: {throughput:.1f}×")
+        print(f"| {label} | {ms(r['1'])} | {r['8']['req_s']:,.0f} | {ms(r['8'])} | {memory_of.get(name, '–')} | "
+              f"{verdicts[0]} | {verdicts[1]} |")
 
 
 if __name__ == "__main__":

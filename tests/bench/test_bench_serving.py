@@ -1,0 +1,92 @@
+"""`make bench`'s serving part, for real and in its quick mode (BENCH_SMALL=1, one repetition).
+
+bench/register-model.py registers a model from the jupyter container of the test stack (under a
+name of its own, so the bench's own model image on this machine is left alone); bench/serving.sh
+serves it with serving/serve.sh, starts the plain `mlflow models serve`, the bare HTTP server and
+a setting from the same image, and measures them with the client; bench/report.py renders the
+serving rows and the settings table from what it wrote. No figure is asserted against a time:
+only that every figure is there and sane, and that the harness leaves no container behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import uuid
+from contextlib import redirect_stdout
+
+import pytest
+
+from utils.stack import REPO, image_present
+
+STAND_IN = "python:3.11.2-slim"
+
+
+def load_report():
+    spec = importlib.util.spec_from_file_location("bench_report", REPO / "bench" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_containers(project: str) -> list[str]:
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=org.workbench.project=" + project,
+                          "--filter", "label=org.workbench.bench.serving=true"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    served = subprocess.run(["docker", "ps", "-aq", "--filter", "label=org.workbench.project=" + project,
+                             "--filter", "label=org.workbench.serving=true"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    return ids + served
+
+
+@pytest.mark.slow
+def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(stack, tmp_path):
+    name = f"bench-test-{uuid.uuid4().hex[:8]}"
+    registered = json.loads(stack.exec("jupyter", "python3", "-", name,
+                                       input=(REPO / "bench" / "register-model.py").read_text())
+                            .stdout.strip().splitlines()[-1])
+    assert registered == {"uri": f"models:/{name}@bench", "version": "1"}
+    stand_in_existed = image_present(STAND_IN)
+    env = {**os.environ, "BENCH_SMALL": "1", "BENCH_REPS": "1", "BENCH_MODEL": registered["uri"],
+           "WORKBENCH_COMPOSE": f"docker compose -p {stack.project} --env-file {stack.env_file}"}
+    try:
+        result = subprocess.run([str(REPO / "bench" / "serving.sh"), str(tmp_path)], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=1800)
+        assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        assert bench_containers(stack.project) == [], "the harness left containers behind"
+        assert image_present(f"workbench-model/{name}:1"), "make serve's image is kept for the next run"
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", f"workbench-model/{name}:1"], capture_output=True)
+        if not stand_in_existed:
+            subprocess.run(["docker", "image", "rm", STAND_IN], capture_output=True)
+
+    serving = json.loads((tmp_path / "serving.json").read_text())
+    assert serving["reps"] == 1 and serving["small"] is True and serving["clients"] == 8
+    servers = {"served", "plain", "bare", "direct-w1-quiet"}
+    assert servers <= set(serving)
+    for server in servers:
+        one, eight = serving[server]["1"], serving[server]["8"]
+        assert one["requests"] > 0 and eight["requests"] > 0, server
+        assert 0 < one["p50_ms"] <= one["p99_ms"], server
+        assert 0 < eight["p50_ms"] <= eight["p99_ms"] and eight["req_s"] > 0, server
+        assert eight["client_cpu_ms"] > 0, server
+    assert all(serving["in_process"][k] > 0 for k in ("pyfunc_predict_ms", "raw_predict_ms", "handler_ms", "app_ms"))
+
+    report = load_report()
+    memory_of = report.serving_memory(tmp_path)
+    assert set(memory_of) == servers
+    rows = {cells[0]: cells for cells in report.serving_rows(serving, memory_of)}
+    assert set(rows) == {"serving one row, 1 client: p50 / p99 ms", "serving, 8 clients: requests/s",
+                         "serving, 8 clients: p50 / p99 ms", "serving container memory (MiB) / processes"}
+    assert "predict +" in rows["serving one row, 1 client: p50 / p99 ms"][3]
+    assert rows["serving one row, 1 client: p50 / p99 ms"][5] == "p50 ≤ 2× floor"
+    assert rows["serving, 8 clients: requests/s"][5] == "≥ 2× plain"
+    text = io.StringIO()
+    with redirect_stdout(text):
+        report.print_serving_settings(serving, memory_of, f"workbench-model/{name}:1")
+    table = [line for line in text.getvalue().splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(servers)  # the header, then one line a server
+    assert any(line.startswith("| `make serve` now") for line in table)
