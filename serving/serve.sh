@@ -116,7 +116,7 @@ cmd_serve() {
 		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
 		--label "org.workbench.model.version=${r[version]}" \
 		--network "$network" --network-alias "serve-$port" \
-		-p "$bind:$port:8080" -e "MLFLOW_MODELS_WORKERS=$workers" \
+		-p "$bind:$port:8080" -e "MLFLOW_MODELS_WORKERS=$workers" -e UVICORN_ACCESS_LOG=false \
 		--health-cmd "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4)\"" \
 		--health-interval 5s --health-timeout 5s --health-retries 3 --health-start-period 300s \
 		--security-opt no-new-privileges:true --log-opt max-size=10m --log-opt max-file=5 \

@@ -140,7 +140,10 @@ def test_two_versions_are_served_side_by_side(stack, served, model):
         assert c["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
         assert c["HostConfig"]["PortBindings"]["8080/tcp"] == [{"HostIp": "127.0.0.1",
                                                                 "HostPort": str(server["port"])}]
-        assert "MLFLOW_MODELS_WORKERS=2" in c["Config"]["Env"]
+        assert {"MLFLOW_MODELS_WORKERS=2", "UVICORN_ACCESS_LOG=false"} <= set(c["Config"]["Env"])
+        # uvicorn's fast loop and parser are in the image (it picks them up when installed).
+        subprocess.run(["docker", "exec", c["Id"], "python", "-c", "import uvloop, httptools"],
+                       check=True, capture_output=True)
     ps = serve(stack, "ps")
     assert all(served[v]["uri"] in ps.stdout for v in served), ps.stdout
 
