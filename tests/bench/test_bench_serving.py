@@ -20,10 +20,8 @@ from contextlib import redirect_stdout
 
 import pytest
 
+from utils.serving import model_images_removed_afterwards
 from utils.stack import REPO, image_present
-
-STAND_IN = "python:3.11.2-slim"
-
 
 def load_report():
     spec = importlib.util.spec_from_file_location("bench_report", REPO / "bench" / "report.py")
@@ -49,19 +47,14 @@ def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(st
                                        input=(REPO / "bench" / "register-model.py").read_text())
                             .stdout.strip().splitlines()[-1])
     assert registered == {"uri": f"models:/{name}@bench", "version": "1"}
-    stand_in_existed = image_present(STAND_IN)
     env = {**os.environ, "BENCH_SMALL": "1", "BENCH_REPS": "1", "BENCH_MODEL": registered["uri"],
            "WORKBENCH_COMPOSE": f"docker compose -p {stack.project} --env-file {stack.env_file}"}
-    try:
+    with model_images_removed_afterwards(name):
         result = subprocess.run([str(REPO / "bench" / "serving.sh"), str(tmp_path)], cwd=REPO, env=env,
                                 capture_output=True, text=True, timeout=1800)
         assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         assert bench_containers(stack.project) == [], "the harness left containers behind"
         assert image_present(f"workbench-model/{name}:1"), "make serve's image is kept for the next run"
-    finally:
-        subprocess.run(["docker", "image", "rm", "-f", f"workbench-model/{name}:1"], capture_output=True)
-        if not stand_in_existed:
-            subprocess.run(["docker", "image", "rm", STAND_IN], capture_output=True)
 
     serving = json.loads((tmp_path / "serving.json").read_text())
     assert serving["reps"] == 1 and serving["small"] is True and serving["clients"] == 8

@@ -21,8 +21,8 @@ import uuid
 
 import pytest
 
-from utils.serving import STAND_IN, free_port, remove_model_images, serve
-from utils.stack import http_session, image_present
+from utils.serving import free_port, model_images_removed_afterwards, serve
+from utils.stack import http_session
 
 REGISTER = r"""
 import json
@@ -61,23 +61,20 @@ def model(stack):
 @pytest.fixture(scope="module")
 def served(stack, model):
     """Both versions served side by side; everything this created is removed afterwards."""
-    stand_in_existed = image_present(STAND_IN)
     servers = {}
-    try:
-        for alias, version in (("champion", "1"), ("challenger", "2")):
-            port = free_port()
-            uri = f"models:/{model['name']}@{alias}"
-            result = serve(stack, "serve", MODEL=uri, PORT=str(port), WORKERS="2")
-            assert result.returncode == 0, f"serve {uri} failed\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
-            servers[version] = {"url": f"http://127.0.0.1:{port}", "port": port, "uri": uri,
-                                "output": result.stdout}
-        yield servers
-    finally:
-        for server in servers.values():
-            serve(stack, "stop", MODEL=server["uri"], PORT="")
-        remove_model_images(model["name"])
-        if not stand_in_existed:
-            subprocess.run(["docker", "image", "rm", STAND_IN], capture_output=True)
+    with model_images_removed_afterwards(model["name"]):
+        try:
+            for alias, version in (("champion", "1"), ("challenger", "2")):
+                port = free_port()
+                uri = f"models:/{model['name']}@{alias}"
+                result = serve(stack, "serve", MODEL=uri, PORT=str(port), WORKERS="2")
+                assert result.returncode == 0, f"serve {uri} failed\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+                servers[version] = {"url": f"http://127.0.0.1:{port}", "port": port, "uri": uri,
+                                    "output": result.stdout}
+            yield servers
+        finally:
+            for server in servers.values():
+                serve(stack, "stop", MODEL=server["uri"], PORT="")
 
 
 def containers(stack, model) -> list[dict]:

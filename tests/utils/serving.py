@@ -26,21 +26,30 @@ def serve(stack: Stack, command: str, **settings: str) -> subprocess.CompletedPr
 
 
 @contextmanager
-def served_model(stack: Stack, uri: str, name: str):
-    """`make serve MODEL=uri` on a free port; yields (host URL, URL from the jupyter container).
-    Afterwards the container and the model's images are removed (the python:*-slim stand-in
-    too, when this built it)."""
+def model_images_removed_afterwards(name: str):
+    """On leaving: every image of the registered model `name` is removed, and the python:*-slim
+    stand-in too when it was not there before (a test that built it takes it away)."""
     stand_in_existed = image_present(STAND_IN)
-    port = free_port()
     try:
-        result = serve(stack, "serve", MODEL=uri, PORT=str(port))
-        assert result.returncode == 0, f"serve {uri} failed\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
-        yield f"http://127.0.0.1:{port}", f"http://serve-{port}:8080"
+        yield
     finally:
-        serve(stack, "stop", MODEL=uri, PORT="")
         remove_model_images(name)
         if not stand_in_existed:
             subprocess.run(["docker", "image", "rm", STAND_IN], capture_output=True)
+
+
+@contextmanager
+def served_model(stack: Stack, uri: str, name: str):
+    """`make serve MODEL=uri` on a free port; yields (host URL, URL from the jupyter container).
+    Afterwards the container and the model's images are removed."""
+    port = free_port()
+    with model_images_removed_afterwards(name):
+        try:
+            result = serve(stack, "serve", MODEL=uri, PORT=str(port))
+            assert result.returncode == 0, f"serve {uri} failed\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+            yield f"http://127.0.0.1:{port}", f"http://serve-{port}:8080"
+        finally:
+            serve(stack, "stop", MODEL=uri, PORT="")
 
 
 def remove_model_images(name: str) -> None:
