@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 SECRETS = Path("/run/secrets")
@@ -105,36 +106,58 @@ def log_batch(url: str, clients: int, calls: int, size: int = 1000) -> float:
         return total / (time.perf_counter() - start)
 
 
-def _raw_insert_worker(args):
+FLOOR_TABLE = "bench_floor_metrics"
+
+
+@contextmanager
+def _postgres():
+    """A connection to MLflow's database that commits at the end and is closed after."""
     import psycopg2
+    password = (SECRETS / "mlflow-db-password").read_text()
+    conn = psycopg2.connect(host="postgres", dbname="mlflow", user="mlflow", password=password)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def _raw_insert_worker(args):
     from psycopg2.extras import execute_values
     method, calls, size = args
-    password = (SECRETS / "mlflow-db-password").read_text()
-    with psycopg2.connect(host="postgres", dbname="mlflow", user="mlflow", password=password) as conn:
+    run_uuid = f"{os.getpid():032d}"  # one run per client, like the log_batch clients
+    with _postgres() as conn:
         with conn.cursor() as cur:
-            # An identical table: same columns, primary key and indexes as MLflow's metrics.
-            cur.execute("CREATE TEMP TABLE floor_metrics (LIKE metrics INCLUDING ALL)")
             now = int(time.time() * 1000)
             start = time.perf_counter()
             for call in range(calls):
-                rows = [(f"m{i % 50}", float(i), now, "r" * 32, call * size + i, False)
+                rows = [(f"m{i % 50}", float(i), now, run_uuid, call * size + i, False)
                         for i in range(size)]
                 if method == "execute_values":
-                    execute_values(cur, "INSERT INTO floor_metrics (key, value, timestamp, run_uuid, "
+                    execute_values(cur, f"INSERT INTO {FLOOR_TABLE} (key, value, timestamp, run_uuid, "
                                    "step, is_nan) VALUES %s", rows, page_size=size)
                 else:
                     buffer = io.StringIO("".join(f"{k}\t{v}\t{t}\t{r}\t{s}\t{n}\n" for k, v, t, r, s, n in rows))
-                    cur.copy_from(buffer, "floor_metrics", columns=("key", "value", "timestamp",
+                    cur.copy_from(buffer, FLOOR_TABLE, columns=("key", "value", "timestamp",
                                                                     "run_uuid", "step", "is_nan"))
                 conn.commit()
             return calls * size, time.perf_counter() - start
 
 
 def raw_insert(method: str, clients: int, calls: int, size: int = 1000) -> float:
-    with ProcessPoolExecutor(clients) as pool:
-        start = time.perf_counter()
-        total = sum(n for n, _ in pool.map(_raw_insert_worker, [(method, calls, size)] * clients))
-        return total / (time.perf_counter() - start)
+    # An identical table: same columns, primary key and indexes as MLflow's metrics, and like it
+    # an ordinary table shared by all clients (a TEMP table would skip the WAL and flatter the
+    # floor). Created for this measurement and dropped after it.
+    with _postgres() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}; CREATE TABLE {FLOOR_TABLE} (LIKE metrics INCLUDING ALL)")
+    try:
+        with ProcessPoolExecutor(clients) as pool:
+            start = time.perf_counter()
+            total = sum(n for n, _ in pool.map(_raw_insert_worker, [(method, calls, size)] * clients))
+            return total / (time.perf_counter() - start)
+    finally:
+        with _postgres() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE {FLOOR_TABLE}")
 
 
 # ---- 2. tracking reads -----------------------------------------------------------------------

@@ -138,6 +138,32 @@ except Exception as exc:
 """
 
 
+# Upload one big artifact through the proxy's HTTP API, paced: 16 MiB, then wait until the test
+# says go (the server streams the body straight into FTP, so an unpaced upload can be over
+# before ftpd is killed); prints "ok" or the error the client got.
+PACED_UPLOAD = r"""
+import os, sys, time, requests
+run_id, path, go = sys.argv[1], sys.argv[2], sys.argv[3]
+from mlflow import MlflowClient
+root = MlflowClient().get_run(run_id).info.artifact_uri.removeprefix("mlflow-artifacts:/")
+url = f"{os.environ['MLFLOW_TRACKING_URI']}/api/2.0/mlflow-artifacts/artifacts/{root}/big/{os.path.basename(path)}"
+auth = ("admin", open(os.environ["MLFLOW_TRACKING_PASSWORD_FILE"]).read())
+def body():
+    with open(path, "rb") as f:
+        for n, chunk in enumerate(iter(lambda: f.read(1 << 20), b"")):
+            if n == 16:
+                print("sent 16 MiB", flush=True)
+                while not os.path.exists(go):
+                    time.sleep(0.1)
+            yield chunk
+try:
+    response = requests.put(url, data=body(), auth=auth, timeout=120)
+    print("ok" if response.ok else f"error HTTP {response.status_code}: {response.text[:200]}")
+except Exception as exc:
+    print(f"error {type(exc).__name__}: {str(exc)[:200]}")
+"""
+
+
 @pytest.mark.slow
 def test_ftpd_crash_during_upload(stack, capsys):
     setup = stack.python("jupyter", """
@@ -151,11 +177,15 @@ with open(path, "wb") as f:
 print(json.dumps({"run_id": run.info.run_id, "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()}))
 """)
     info = json.loads(setup.strip().splitlines()[-1])
-    upload = start_in(stack, "jupyter", UPLOAD, info["run_id"], "/tmp/fault-upload.bin")
-    # Crash ftpd once the server is writing the file to FTP (its partial file exists).
+    go = f"/tmp/fault-go-{time.time_ns()}"
+    upload = start_in(stack, "jupyter", PACED_UPLOAD, info["run_id"], "/tmp/fault-upload.bin", go)
+    assert upload.stdout.readline().strip() == "sent 16 MiB"
+    # Crash ftpd while the server is writing the file to FTP (its partial file exists), then let
+    # the client send the rest.
     wait_until(lambda: ".partial" in stack.exec("ftpd", "find", "/srv/ftp/artifacts", "-name", "*.partial").stdout,
                timeout=120, interval=0.2, what="the upload to reach ftpd")
     killed = crash(stack, "ftpd")
+    stack.exec("jupyter", "touch", go)
     stdout, _ = upload.communicate(timeout=300)
     assert stdout.strip().startswith("error"), f"the client was not told: {stdout!r}"
     healthy = wait_healthy(stack, "ftpd")

@@ -1,15 +1,20 @@
 """The workbench's FTP artifact repository (mlflow-server/ftp-plugin/): pooled connections, one
-MLSD per listing, in-progress uploads hidden. Real effects: files through the proxy from the
-jupyter container, ftpd's own log of logins, the files on the FTP volume.
+MLSD per listing, in-progress uploads hidden, uploads streamed from the request into FTP. Real
+effects: files through the proxy from the jupyter container, ftpd's own log of logins, the files
+on the FTP volume.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
 import subprocess
+import urllib.parse
 from datetime import datetime, timezone
 
 from utils.stack import http_session
+from utils.wait import wait_until
 
 FILES = 60
 LOG_MANY = r"""
@@ -69,3 +74,45 @@ print(run.info.run_id)
     files = {f["path"]: (f["is_dir"], int(f["file_size"]) if "file_size" in f else None)
              for f in response.json()["files"]}
     assert files == {"listing/data.txt": (False, 1234), "listing/sub": (True, None)}, files
+
+
+def ftp_files(stack, run_id: str) -> list[str]:
+    out = stack.exec("ftpd", "find", "/srv/ftp", "-path", f"*/{run_id}/*", "-type", "f").stdout
+    return sorted(line.rsplit("/", 1)[-1] for line in out.split())
+
+
+def test_upload_streams_into_ftp_and_a_broken_off_one_leaves_nothing(stack, mlflow_url, admin_auth,
+                                                                     unique_name):
+    session = http_session(admin_auth)
+    api = f"{mlflow_url}/api/2.0/mlflow"
+    experiment_id = session.post(f"{api}/experiments/create", json={"name": unique_name},
+                                 timeout=30).json()["experiment_id"]
+    run = session.post(f"{api}/runs/create", json={"experiment_id": experiment_id}, timeout=30).json()
+    run_id = run["run"]["info"]["run_id"]
+    artifact = f"{experiment_id}/{run_id}/artifacts/big.bin"
+    # A client that announces 64 MB, sends 8 MB and then goes away (a killed notebook kernel).
+    url = urllib.parse.urlsplit(mlflow_url)
+    credentials = base64.b64encode(":".join(admin_auth).encode()).decode()
+    client = socket.create_connection((url.hostname, url.port), timeout=30)
+    client.sendall((f"PUT /api/2.0/mlflow-artifacts/artifacts/{artifact} HTTP/1.1\r\n"
+                    f"Host: {url.hostname}:{url.port}\r\nAuthorization: Basic {credentials}\r\n"
+                    f"Content-Type: application/octet-stream\r\nContent-Length: {64 << 20}\r\n\r\n").encode())
+    for _ in range(8):
+        client.sendall(b"x" * (1 << 20))
+    # Streamed: ftpd is already receiving the file while the request body is still coming (the
+    # server no longer collects the whole body in a temporary file first).
+    wait_until(lambda: ftp_files(stack, run_id) == [".big.bin.partial"], timeout=30,
+               what="the upload in progress on the FTP volume")
+    client.close()
+    # ftpd is told the upload broke off (a reset on its data connection) and removes the partial
+    # file: nothing is published as an artifact.
+    wait_until(lambda: ftp_files(stack, run_id) == [], timeout=30, what="the partial upload removed")
+    listing = session.get(f"{api}/artifacts/list", params={"run_id": run_id}, timeout=30)
+    assert listing.status_code == 200 and listing.json().get("files", []) == [], listing.text
+    # The server's FTP pool is unharmed: a complete upload right after works, byte for byte.
+    payload = bytes(range(256)) * 4096
+    done = session.put(f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{artifact}", data=payload, timeout=60)
+    assert done.status_code == 200, done.text
+    assert ftp_files(stack, run_id) == ["big.bin"]
+    back = session.get(f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{artifact}", timeout=60)
+    assert back.status_code == 200 and back.content == payload
