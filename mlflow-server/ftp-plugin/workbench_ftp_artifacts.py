@@ -187,10 +187,9 @@ class WorkbenchFTPArtifactRepository(FTPArtifactRepository, StreamUploadMixin):
         _POOL.give_back(self.config, ftp)
 
     def list_artifacts(self, path=None):
-        list_dir = posixpath.join(self.path, path) if path else self.path
         with self.get_ftp_client() as ftp:
             try:
-                entries = list(ftp.mlsd(list_dir, facts=["type", "size"]))
+                entries = list(ftp.mlsd(self._directory(path), facts=["type", "size"]))
             except ftplib.error_perm:  # not a directory, or nothing there
                 return []
         infos = []

@@ -104,8 +104,8 @@ def test_upload_streams_into_ftp_and_a_broken_off_one_leaves_nothing(stack, mlfl
     wait_until(lambda: ftp_files(stack, run_id) == [".big.bin.partial"], timeout=30,
                what="the upload in progress on the FTP volume")
     client.close()
-    # ftpd is told the upload broke off (a reset on its data connection) and removes the partial
-    # file: nothing is published as an artifact.
+    # The server sends ftpd ABOR for the upload that broke off, and ftpd removes the partial file:
+    # nothing is published as an artifact.
     wait_until(lambda: ftp_files(stack, run_id) == [], timeout=30, what="the partial upload removed")
     listing = session.get(f"{api}/artifacts/list", params={"run_id": run_id}, timeout=30)
     assert listing.status_code == 200 and listing.json().get("files", []) == [], listing.text
