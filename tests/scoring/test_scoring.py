@@ -112,6 +112,9 @@ print(json.dumps(out))
 
 # An output file, read in the jupyter container (where the expected predictions were made):
 # column names and dtypes, IDs as text, predictions as numbers (JSON floats are exact reprs).
+# Parquet is read with use_threads=False: after pyarrow's thread pool has read from a Python file
+# object, the interpreter can abort at exit ("terminate called without an active exception",
+# exit 134; apache/arrow#34314, #50482), after the script's output is complete.
 READ_OUTPUT = r"""
 import base64, io, json
 import pandas as pd
@@ -119,7 +122,7 @@ data = base64.b64decode({data!r})
 if {fmt!r} == "csv":
     frame = pd.read_csv(io.BytesIO(data), dtype={{{id!r}: str}})
 else:
-    frame = pd.read_parquet(io.BytesIO(data))
+    frame = pd.read_parquet(io.BytesIO(data), use_threads=False)
 print(json.dumps({{"columns": list(frame.columns), "dtypes": [str(t) for t in frame.dtypes],
                   "ids": [str(i) for i in frame[{id!r}]],
                   "predictions": frame["prediction"].tolist()}}))
