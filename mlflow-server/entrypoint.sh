@@ -54,6 +54,9 @@ _main() {
 	if [[ "${1:-}" == migrate ]]; then
 		exec python3 /opt/mlflow-server/migrate.py
 	fi
+	# /tmp is the mlflow-server-scratch volume (staged downloads): drop what a server stopped in
+	# the middle of a download left there.
+	find /tmp -mindepth 1 -delete || true
 	exec "$@"
 }
 

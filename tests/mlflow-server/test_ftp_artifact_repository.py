@@ -7,7 +7,9 @@ on the FTP volume.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import socket
 import subprocess
 import urllib.parse
@@ -116,3 +118,57 @@ def test_upload_streams_into_ftp_and_a_broken_off_one_leaves_nothing(stack, mlfl
     assert ftp_files(stack, run_id) == ["big.bin"]
     back = session.get(f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{artifact}", timeout=60)
     assert back.status_code == 200 and back.content == payload
+
+
+class _Pattern:
+    """`size` bytes of a repeated random block, read in 1 MiB pieces (a body for requests that is
+    never held in memory), hashed as it is read."""
+
+    def __init__(self, size: int):
+        self.block, self.left, self.sha256 = os.urandom(1 << 20), size, hashlib.sha256()
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, _n: int = -1) -> bytes:
+        piece = self.block[:min(len(self.block), self.left)]
+        self.left -= len(piece)
+        self.sha256.update(piece)
+        return piece
+
+
+def test_an_artifact_bigger_than_the_servers_memory_limit_downloads_whole(stack, mlflow_url, admin_auth,
+                                                                         unique_name):
+    # MLflow's download route first copies the artifact from FTP into the server's temporary
+    # directory. On a tmpfs that copy is memory, counted in mlflow-server's 2 GiB limit: a bigger
+    # artifact got the worker killed. The temporary directory is on disk now.
+    limit = stack.inspect("mlflow-server")["HostConfig"]["Memory"]
+    before = stack.inspect("mlflow-server")["RestartCount"]
+    session = http_session(admin_auth)
+    api = f"{mlflow_url}/api/2.0/mlflow"
+    experiment_id = session.post(f"{api}/experiments/create", json={"name": unique_name},
+                                 timeout=30).json()["experiment_id"]
+    run_id = session.post(f"{api}/runs/create", json={"experiment_id": experiment_id},
+                          timeout=30).json()["run"]["info"]["run_id"]
+    url = f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/huge.bin"
+    body = _Pattern(limit + (256 << 20))
+    try:
+        put = session.put(url, data=body, headers={"Content-Type": "application/octet-stream"},
+                          timeout=600)
+        assert put.status_code == 200, put.text
+        received, sha256 = 0, hashlib.sha256()
+        with session.get(url, stream=True, timeout=600) as got:
+            assert got.status_code == 200, got.text
+            for chunk in got.iter_content(1 << 20):
+                received += len(chunk)
+                sha256.update(chunk)
+        assert received == body.size
+        assert sha256.hexdigest() == body.sha256.hexdigest()
+        after = stack.inspect("mlflow-server")
+        assert after["RestartCount"] == before and not after["State"]["OOMKilled"]
+        # The staged copy is gone once the download ends.
+        staged = stack.exec("mlflow-server", "find", "/tmp", "-name", "huge.bin").stdout.split()
+        assert staged == []
+    finally:
+        stack.exec("ftpd", "find", "/srv/ftp", "-path", f"*/{run_id}/*", "-type", "f", "-delete")
