@@ -27,6 +27,15 @@ def run_notebook(stack, name: str, **parameters: str) -> None:
                         f"/tmp/executed-{name}", check=False, timeout=600)
     assert result.returncode == 0, (f"notebooks/{name} failed when run top to bottom:\n"
                                     f"{result.stderr[-6000:]}")
+    # What the user sees: no cell prints a warning (tqdm's "IProgress not found" did, in every
+    # notebook, until ipywidgets was installed; MLflow's progress bars are widgets now).
+    warnings = stack.python("jupyter", f"""
+import json
+cells = json.load(open("/tmp/executed-{name}"))["cells"]
+print(json.dumps([(i, "".join(o.get("text", ""))) for i, c in enumerate(cells) for o in c.get("outputs", [])
+                  if o.get("name") == "stderr" and "Warning" in "".join(o.get("text", ""))]))
+""")
+    assert json.loads(warnings.strip().splitlines()[-1]) == [], f"notebooks/{name} prints warnings"
 
 
 @pytest.fixture
