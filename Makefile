@@ -125,6 +125,9 @@ lock: .venv ## re-pin the Python dependencies of every image (uv pip compile)
 	@echo "==> locking scoring/requirements.txt (constrained by jupyter's: models load with the libraries they were logged with)"
 	@.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
 		--generate-hashes -c jupyter/requirements.txt -o scoring/requirements.txt scoring/requirements.in
+	@echo "==> locking serving/requirements.txt (constrained by mlflow-server's: the same MLflow)"
+	@.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
+		--generate-hashes -c mlflow-server/requirements.txt -o serving/requirements.txt serving/requirements.in
 
 # Serving: make serve / serve-stop / serve-logs / serve-ps (serving/serving.mk).
 -include serving/serving.mk
