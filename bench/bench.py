@@ -30,6 +30,8 @@ SMALL = os.environ.get("BENCH_SMALL") == "1"  # a quick run for the test suite
 os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
 os.environ["MLFLOW_TRACKING_PASSWORD"] = (SECRETS / "mlflow-admin-password").read_text()
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+# No "🏃 View run ... at: <url>" line per run created: thousands of them buried the progress lines.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
@@ -348,7 +350,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # MLflow prints "View run ..." lines on stdout: stdout carries the JSON result only.
+    # Whatever MLflow still prints goes to stderr: stdout carries the JSON result only.
     sys.stdout = sys.stderr
     result = main()
     print(json.dumps(result), file=sys.__stdout__)
