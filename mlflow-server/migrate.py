@@ -8,6 +8,11 @@ exactly one migrator. A schema already at head is left untouched: no dump, no ch
 
 Rollback (README, "Upgrades"): stop the stack, `pg_restore --clean` the dump named after the
 old revision, and go back to the previous image.
+
+Then it brings the basic-auth user store to its head and creates the admin user: MLflow's own
+bootstrap_admin_user, which `mlflow server --app-name basic-auth` runs once before it starts its
+workers. The server runs `--app-name workbench` (server-app/), for which MLflow leaves it to each
+worker: on an empty database two workers raced to create the same tables and one crashed.
 """
 
 from __future__ import annotations
@@ -65,8 +70,16 @@ def main() -> None:
     log(f"schema upgraded to {head}")
 
 
+def bootstrap_basic_auth() -> None:
+    from mlflow.server.auth import bootstrap_admin_user
+
+    bootstrap_admin_user()
+    log("basic-auth user store is current; its admin user exists")
+
+
 if __name__ == "__main__":
     try:
         main()
+        bootstrap_basic_auth()
     except subprocess.CalledProcessError as exc:
         sys.exit(f"mlflow-migrate: {exc}")

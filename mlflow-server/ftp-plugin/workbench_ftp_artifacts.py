@@ -16,6 +16,8 @@ every file, and lists a directory with NLST and then a CWD (and SIZE) per entry.
   StreamUploadMixin) instead of first writing it to a temporary file and then uploading that;
   an upload the client breaks off is aborted on FTP too (ABOR, and ftpd removes the incomplete
   file);
+- hands a download to the tracking server as a stream of the FTP RETR (open_download_stream,
+  used by mlflow-server/server-app) instead of a copy in the server's /tmp;
 - moves file data in 1 MiB blocks instead of ftplib's 8 KiB.
 This subclass keeps everything else. MLflow loads it for ftp:// through the
 `mlflow.artifact_repository` entry point (pyproject.toml), in place of the built-in one.
@@ -177,6 +179,54 @@ class WorkbenchFTPArtifactRepository(FTPArtifactRepository, StreamUploadMixin):
                 await loop.sock_sendall(data, chunk)
         except BaseException:  # the client went away, or ftpd did: no file is published
             _abort(ftp, data)
+            raise
+        data.close()
+        try:
+            await asyncio.to_thread(ftp.voidresp)
+        except BaseException:
+            _close(ftp)
+            raise
+        _POOL.give_back(self.config, ftp)
+
+    async def open_download_stream(self, artifact_path):
+        """(size, chunks) of one file, straight from an FTP RETR, for the tracking server's
+        download route (mlflow-server/server-app), or None when it is not a plain file (MLflow's
+        own route answers then). Nothing is staged on the server's disk."""
+        remote = self._directory(artifact_path)
+
+        def start():
+            ftp = _POOL.take(self.config)
+            try:
+                ftp.voidcmd("TYPE I")
+                try:
+                    size = ftp.size(remote)
+                except ftplib.error_perm:  # missing, or a directory
+                    _POOL.give_back(self.config, ftp)
+                    return None
+                return ftp, ftp.transfercmd("RETR " + remote), size
+            except BaseException:
+                _close(ftp)
+                raise
+
+        started = await asyncio.to_thread(start)
+        if started is None:
+            return None
+        ftp, data, size = started
+        return size, self._download_chunks(ftp, data, size)
+
+    async def _download_chunks(self, ftp, data, size):
+        loop = asyncio.get_running_loop()
+        data.setblocking(False)
+        received = 0
+        try:
+            while chunk := await loop.sock_recv(data, BLOCK_SIZE):
+                received += len(chunk)
+                yield chunk
+            if received != size:
+                raise OSError(f"FTP RETR ended after {received} of {size} bytes")
+        except BaseException:  # the client went away, or ftpd did: this connection is done
+            data.close()
+            _close(ftp)
             raise
         data.close()
         try:

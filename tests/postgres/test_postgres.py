@@ -44,8 +44,9 @@ def test_connection_budget_stays_below_max_connections(stack):
     env = dict(item.split("=", 1) for item in stack.inspect("mlflow-server")["Config"]["Env"])
     workers = int(env["MLFLOW_WORKERS"])
     per_engine = int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"])
-    # Each worker has up to three engines: tracking store, registry store, basic-auth store.
-    budget = workers * 3 * per_engine
+    # Each worker has up to three engines (tracking store, registry store, basic-auth store) and
+    # the fast metric path's pool (mlflow-server/server-app).
+    budget = workers * (3 * per_engine + int(env["WORKBENCH_FAST_METRICS_POOL_SIZE"]))
     max_connections = int(stack.psql("SHOW max_connections", database="postgres")[0][0])
     # Headroom for the migrator, backups (pg_dump) and a person's psql.
     assert budget + 10 <= max_connections, (budget, max_connections)
