@@ -300,11 +300,16 @@ def _metrics_of(payload, call: str) -> tuple[str, list[tuple]]:
     if not isinstance(run_uuid, str):
         raise _HandOn
     rows: dict[tuple, None] = {}
+    valid_keys: set[str] = set()
     try:
         _validate_run_id(run_uuid)
         for metric, path in zip(raw, paths):
             key, value, timestamp, step = _metric_fields(metric, call)
-            _validate_metric(key, value, timestamp, step, path=path)
+            if key not in valid_keys:
+                _validate_metric(key, value, timestamp, step, path=path)
+                valid_keys.add(key)
+            elif timestamp < 0:  # all _validate_metric checks that a key already passed leaves
+                raise _HandOn
             if math.isnan(value):
                 row = (key, 0.0, timestamp, step, True)
             elif math.isinf(value):
