@@ -35,6 +35,13 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
+from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry  # noqa: E402
+from mlflow.store.artifact.ftp_artifact_repo import FTPArtifactRepository  # noqa: E402
+
+# The plain setup's clients are MLflow as the tutorials install it, with its own FTP repository.
+# This image (mlflow-server's) also holds the workbench's FTP plugin, which takes ftp:// over in
+# every process, this one included: give ftp:// back to MLflow's own repository here.
+_artifact_repository_registry.register("ftp", FTPArtifactRepository)
 
 SERVERS = {
     "workbench": "http://mlflow-server:5000",
