@@ -65,6 +65,9 @@ def main() -> None:
         f"{wa['up_files_s'] / pa['up_files_s']:.1f}× plain", "≥ 5× plain")
     row("small files (10 KB): download files/s", f(wa["down_files_s"]), f(pa["down_files_s"]), f"{f(fa['down_files_s'])} ftplib",
         f"{wa['down_files_s'] / pa['down_files_s']:.1f}× plain", "≥ 5× plain")
+    if "up_cpu_ms" in wa:
+        row("small files: MLflow's client's own CPU per file up / down, ms", f"{wa['up_cpu_ms']:.2f} / {wa['down_cpu_ms']:.2f}",
+            f"{pa['up_cpu_ms']:.2f} / {pa['down_cpu_ms']:.2f}", "", "", "")
     wm, pm = mib(read(folder, "mem_mlflow-server")), mib(read(folder, "mem_plain-mlflow"))
     if wm and pm:
         row("tracking server memory (MiB) / processes", f"{wm:,.0f} / {read(folder, 'procs_mlflow-server')}",

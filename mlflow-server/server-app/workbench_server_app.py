@@ -1,32 +1,39 @@
-"""The workbench's MLflow server app: MLflow's basic-auth app with two fast paths.
+"""The workbench's MLflow server app: MLflow's basic-auth app with fast paths.
 
 `mlflow server --app-name workbench` (the `mlflow.app` entry point, pyproject.toml) builds
-MLflow's own basic-auth app (mlflow.server.auth:create_app) and adds:
+MLflow's own basic-auth app (mlflow.server.auth:create_app) and puts an ASGI app in front of it.
 
-1. **Fast metric writes.** `log-metric` and a metrics-only `log-batch`, the calls a training loop
-   makes all the time, are answered in front of MLflow's app with one prepared SQL statement, in
-   place of MLflow's three `BaseHTTPMiddleware`s, the WSGI bridge, Flask, the auth app's user
-   lookup and the ORM's five statements (~10 ms a call on 2 cores; README, Performance).
+MLflow's app runs every request through three `BaseHTTPMiddleware`s (auth permissions, gateway
+timing, workspaces) on its way to a route or the Flask mount: ~2 ms of CPU a request here, and
+for an upload, a hop through all three for every chunk of its body. For the calls below, all
+three only pass the request on (no workspaces, not a gateway path, and the authorization is done
+here, by MLflow's own checks), so the fast paths run the app's other middlewares (host
+validation, CORS, security headers), built from its own middleware list, around their answer:
+
+1. **Metric writes.** `log-metric` and a metrics-only `log-batch`, the calls a training loop
+   makes all the time, are answered with one prepared SQL statement instead of going on through
+   the WSGI bridge, Flask, the auth app's user lookup and the ORM's five statements.
    - It writes what MLflow's store writes: each distinct metric of the call once; NaN as 0 with
      `is_nan`; +-Infinity as +-max double; `latest_metrics` moved to the greatest
      (step, timestamp, value) of the key. tests/mlflow-server/test_server_app.py compares the
      rows with those MLflow's own store writes for the same calls.
-   - It runs MLflow's own checks: the host, CORS and security-header middlewares (built from the
-     app's own middleware list), the cached basic-auth check MLflow's native routes use, and for a
-     user who is not an admin, MLflow's own authorization (`_before_request`, in a Flask request
-     context built from the request).
+   - It authenticates with the cached basic-auth check MLflow's native routes use, and a user
+     who is not an admin is authorized by MLflow's own before-request check (`_before_request`,
+     in a Flask request context built from the request).
    - Anything it is not sure to answer as MLflow would goes on to MLflow's app unchanged, body
      and all: a request that fails authentication or authorization, any field besides the plain
      metric ones (model_id, dataset_*, params, tags), a value MLflow's validation refuses, a run
      that does not exist or is deleted, an exact duplicate of a stored metric, and any database
      error. Every refusal and every error message is MLflow's own.
-2. **Streamed downloads.** A download route registered ahead of MLflow's own (same paths, so
-   MLflow's middlewares, authorization included, apply as before) streams an artifact from the
-   FTP RETR to the client, with its Content-Length, instead of copying the whole file to the
-   server's /tmp first. Anything but a plain file of the workbench's FTP store goes to MLflow's
-   own route.
+2. **Artifact uploads and downloads** (the proxied `mlflow-artifacts` routes): authenticated the
+   same way, a user who is not an admin authorized by MLflow's own validator of those routes, and
+   then MLflow's own upload route function; downloads (3.) streamed.
+3. **Streamed downloads.** The download route, also registered ahead of MLflow's own for what
+   goes through MLflow's middlewares, streams an artifact from the FTP RETR to the client, with
+   its Content-Length, instead of copying the whole file to the server's /tmp first. Anything but
+   a plain file of the workbench's FTP store goes to MLflow's own route.
 
-WORKBENCH_FAST_METRICS=false and WORKBENCH_STREAMED_DOWNLOADS=false turn either off; both off,
+WORKBENCH_FAST_PATHS=false turns 1. and 2. off, WORKBENCH_STREAMED_DOWNLOADS=false 3.; both off,
 the app is MLflow's basic-auth app as it is.
 """
 
@@ -100,66 +107,80 @@ def create_app():
     app = create_basic_auth_app(flask_app)
     if not hasattr(app, "router"):  # not under uvicorn: MLflow's Flask app, as it is
         return app
-    if _setting("WORKBENCH_STREAMED_DOWNLOADS"):
+    streamed = _setting("WORKBENCH_STREAMED_DOWNLOADS")
+    if streamed:
         _add_streamed_downloads(app)
-    if not _setting("WORKBENCH_FAST_METRICS"):
+    if not _setting("WORKBENCH_FAST_PATHS"):
         return app
     if (
         auth_config.authorization_function != DEFAULT_AUTHORIZATION_FUNCTION
         or os.environ.get("MLFLOW_ENABLE_WORKSPACES", "false").strip().lower() == "true"
         or os.environ.get("_MLFLOW_STATIC_PREFIX")
     ):
-        _logger.warning("workbench: fast metric path off (custom authorization, workspaces or a static prefix)")
+        _logger.warning("workbench: fast paths off (custom authorization, workspaces or a static prefix)")
         return app
-    return FastMetricPath(app, flask_app)
+    return FastPaths(app, flask_app, streamed_downloads=streamed)
 
 
-# ---- 1. fast metric writes -------------------------------------------------------------------
+# ---- 1. and 2. the fast paths ----------------------------------------------------------------
 
 
 class _HandOn(Exception):
     """This request is MLflow's to answer: hand it on unchanged."""
 
 
-class FastMetricPath:
-    """ASGI app in front of MLflow's FastAPI app: answers metric writes itself, hands on the rest.
+class FastPaths:
+    """ASGI app in front of MLflow's FastAPI app: answers metric writes and artifact transfers
+    after MLflow's own checks, and hands everything else (and all it will not answer) on."""
 
-    MLflow's app runs every request through three `BaseHTTPMiddleware`s (auth permissions,
-    gateway timing, workspaces: ~2 ms of CPU a request here) on the way to its Flask mount. For
-    these calls all three pass the request straight on (no workspaces, not a gateway path,
-    authorized by Flask), so the fast path runs the app's other middlewares (host validation,
-    CORS, security headers), taken from the app's own middleware list, around its own answer.
-    """
-
-    PATHS = {
+    METRIC_PATHS = {
         "/api/2.0/mlflow/runs/log-metric": "log-metric",
         "/ajax-api/2.0/mlflow/runs/log-metric": "log-metric",
         "/api/2.0/mlflow/runs/log-batch": "log-batch",
         "/ajax-api/2.0/mlflow/runs/log-batch": "log-batch",
     }
+    ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts/", "/ajax-api/2.0/mlflow-artifacts/artifacts/")
+    ARTIFACT_CALLS = {"GET": "artifact-download", "PUT": "artifact-upload"}
 
-    def __init__(self, app, flask_app):
+    def __init__(self, app, flask_app, *, streamed_downloads: bool):
         from starlette.middleware.base import BaseHTTPMiddleware
 
         self.app = app
         self.flask_app = flask_app
+        self.streamed_downloads = streamed_downloads
         self._engine = None
         self._metrics = _RequestMetrics()
-        answer = self._answer
-        for middleware in reversed(app.user_middleware):  # [0] is the outermost
-            if middleware.cls is not BaseHTTPMiddleware:
-                answer = middleware.cls(answer, *middleware.args, **middleware.kwargs)
-        self._answer_with_checks = answer
+        self._checked = {}
+        for name, answer in (("metrics", self._answer_metrics), ("artifacts", self._answer_artifact)):
+            for middleware in reversed(app.user_middleware):  # [0] is the outermost
+                if middleware.cls is not BaseHTTPMiddleware:
+                    answer = middleware.cls(answer, *middleware.args, **middleware.kwargs)
+            self._checked[name] = answer
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.PATHS:
-            scope = {**scope, "workbench.asgi": (receive, send)}
-            return await self._answer_with_checks(scope, receive, send)
+        if scope["type"] == "http":
+            method, path = scope["method"], scope["path"]
+            if method == "POST" and path in self.METRIC_PATHS:
+                kind = "metrics"
+            elif method in self.ARTIFACT_CALLS and path.startswith(self.ARTIFACT_PREFIXES):
+                kind = "artifacts"
+            else:
+                kind = None
+            if kind:
+                scope = {**scope, "workbench.asgi": (receive, send)}
+                return await self._checked[kind](scope, receive, send)
         return await self.app(scope, receive, send)
 
-    async def _answer(self, scope, receive, send):
+    async def _hand_on(self, scope, receive):
+        """MLflow's whole app answers, as if the request had come straight to it."""
+        first_receive, first_send = scope.pop("workbench.asgi")
+        await self.app(scope, receive or first_receive, first_send)
+
+    # -- metric writes -----------------------------------------------------------------------
+
+    async def _answer_metrics(self, scope, receive, send):
         started = time.perf_counter()
-        call = self.PATHS[scope["path"]]
+        call = self.METRIC_PATHS[scope["path"]]
         body, complete = await _read_body(receive, MAX_BODY_BYTES)
         if complete:
             try:
@@ -171,9 +192,60 @@ class FastMetricPath:
                 self._metrics.answered(call, time.perf_counter() - started)
                 return
         self._metrics.handed_on(call)
-        # MLflow's whole app answers, as if the request had come straight to it.
-        first_receive, first_send = scope.pop("workbench.asgi")
-        await self.app(scope, _replay(body, complete, first_receive), first_send)
+        first_receive, _ = scope["workbench.asgi"]
+        await self._hand_on(scope, _replay(body, complete, first_receive))
+
+    # -- artifact transfers ------------------------------------------------------------------
+
+    async def _answer_artifact(self, scope, receive, send):
+        from fastapi import Request
+        from fastapi.exception_handlers import http_exception_handler
+        from fastapi.exceptions import HTTPException
+
+        from mlflow.server import artifact_router as mlflow_routes
+
+        started = time.perf_counter()
+        call = self.ARTIFACT_CALLS[scope["method"]]
+        request = Request(scope, receive)
+        if not await self._may_transfer(request, scope["path"], scope["method"]):
+            self._metrics.handed_on(call)
+            return await self._hand_on(scope, None)
+        prefix = next(p for p in self.ARTIFACT_PREFIXES if scope["path"].startswith(p))
+        artifact_path = scope["path"][len(prefix):]
+        try:
+            if call == "artifact-upload":
+                response = await mlflow_routes.upload_artifact(artifact_path, request)
+            elif self.streamed_downloads:
+                response = await download_artifact(artifact_path)
+            else:
+                response = await mlflow_routes.download_artifact(artifact_path)
+        except HTTPException as exc:  # as FastAPI answers it
+            response = await http_exception_handler(request, exc)
+        await response(scope, receive, send)
+        self._metrics.answered(call, time.perf_counter() - started)
+
+    async def _may_transfer(self, request, path: str, method: str) -> bool:
+        """MLflow's own checks of these routes (its FastAPI permission middleware's): the cached
+        basic-auth login, and for a user who is not an admin, the routes' validator. False: let
+        MLflow's app decide (and say why)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.server import artifact_router as mlflow_routes
+        from mlflow.server.auth import FASTAPI_ENDPOINT_RESPONSE_FILTERS, _find_fastapi_validator
+
+        user = await anyio.to_thread.run_sync(_authenticate, request.headers.get("authorization"))
+        if user is None:
+            return False
+        request.state.username, request.state.user_id = user.username, user.id  # as MLflow's does
+        if user.is_admin:
+            return True
+        validator = _find_fastapi_validator(path, method)
+        endpoint = mlflow_routes.upload_artifact if method == "PUT" else mlflow_routes.download_artifact
+        if validator is None or FASTAPI_ENDPOINT_RESPONSE_FILTERS.get(endpoint) is not None:
+            return False
+        try:
+            return bool(await validator(user.username, request))
+        except MlflowException:
+            return False
 
     # -- in a worker thread ------------------------------------------------------------------
 
@@ -200,12 +272,17 @@ class FastMetricPath:
     def _authorize_as_mlflow_does(self, scope, headers, body) -> None:
         """MLflow's own before-request check (authentication, then the permission on the run) in a
         Flask request context built from this request. Any refusal goes on to MLflow to answer."""
+        from mlflow.exceptions import MlflowException
         from mlflow.server.auth import _before_request
 
         headers = {k: v for k, v in headers.items() if k not in ("content-length", "host")}
         with self.flask_app.test_request_context(scope["path"], method="POST", data=body, headers=headers):
-            if _before_request() is not None:
-                raise _HandOn
+            try:
+                refused = _before_request()
+            except MlflowException:  # e.g. no such run: MLflow's own answer says so
+                raise _HandOn from None
+        if refused is not None:
+            raise _HandOn
 
     def _insert(self, run_uuid: str, metrics: list[tuple]) -> None:
         latest: dict[str, tuple] = {}
@@ -246,7 +323,7 @@ class FastMetricPath:
             engine = sqlalchemy.create_engine(
                 os.environ["MLFLOW_BACKEND_STORE_URI"],
                 isolation_level="AUTOCOMMIT",
-                pool_size=int(os.environ.get("WORKBENCH_FAST_METRICS_POOL_SIZE", "4")),
+                pool_size=int(os.environ.get("WORKBENCH_FAST_PATHS_POOL_SIZE", "4")),
                 max_overflow=0,
                 pool_recycle=3600,
             )
@@ -390,11 +467,11 @@ async def _send_empty_json(send) -> None:
 
 
 class _RequestMetrics:
-    """Prometheus figures of the fast path, when MLflow exposes them (MLFLOW_EXPOSE_PROMETHEUS):
-    MLflow's own mlflow_http_request_* count only what Flask answers, so the fast path's answers
-    are counted here, and what it hands on to MLflow (then counted by MLflow too):
-    workbench_fast_metric_requests_total{call, path="fast"|"handed-on"} and
-    workbench_fast_metric_request_duration_seconds{call} of the answered ones."""
+    """Prometheus figures of the fast paths, when MLflow exposes them (MLFLOW_EXPOSE_PROMETHEUS):
+    MLflow's own mlflow_http_request_* count only what Flask answers, so the fast paths' answers
+    are counted here, and what they hand on to MLflow (then counted by MLflow too):
+    workbench_fast_path_requests_total{call, path="fast"|"handed-on"} and
+    workbench_fast_path_request_duration_seconds{call} of the answered ones."""
 
     def __init__(self):
         self._requests = self._duration = None
@@ -403,13 +480,13 @@ class _RequestMetrics:
         from prometheus_client import Counter, Histogram
 
         self._requests = Counter(
-            "workbench_fast_metric_requests",
-            "log-metric and log-batch requests, by who answered: the fast path or MLflow",
+            "workbench_fast_path_requests",
+            "Metric writes and artifact transfers, by who answered: a fast path or MLflow",
             ["call", "path"],
         )
         self._duration = Histogram(
-            "workbench_fast_metric_request_duration_seconds",
-            "Duration of the log-metric and log-batch requests the fast path answered",
+            "workbench_fast_path_request_duration_seconds",
+            "Duration of the requests a fast path answered",
             ["call"],
         )
 

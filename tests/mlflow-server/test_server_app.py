@@ -1,5 +1,5 @@
-"""The workbench's server app (mlflow-server/server-app/): metric writes on a fast path, downloads
-streamed from FTP. Real effects: the rows in Postgres, compared with the rows MLflow's own store
+"""The workbench's server app (mlflow-server/server-app/): metric writes and artifact transfers on
+fast paths, downloads streamed from FTP. Real effects: the rows in Postgres, compared with the rows MLflow's own store
 writes for the same calls; which path answered, from the server's Prometheus counters; the bytes
 and headers a client gets.
 """
@@ -74,7 +74,7 @@ print("done")
 
 def fast_path_counts(http, mlflow_url) -> dict[tuple[str, str], float]:
     text = http.get(f"{mlflow_url}/metrics", timeout=10).text
-    pattern = r'^workbench_fast_metric_requests_total\{call="([^"]+)",path="([^"]+)"\} (\S+)$'
+    pattern = r'^workbench_fast_path_requests_total\{call="([^"]+)",path="([^"]+)"\} (\S+)$'
     return {(call, path): float(n) for call, path, n in re.findall(pattern, text, re.M)}
 
 
@@ -268,6 +268,7 @@ def test_downloads_stream_from_ftp_with_their_length(stack, mlflow_url, admin_au
     artifact_uri, digest = out.strip().splitlines()[-1].split()
     url = f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{artifact_uri.split(':/', 1)[1]}/files/streamed.bin"
     http = http_session(admin_auth)
+    before = fast_path_counts(http, mlflow_url)
     with http.get(url, stream=True, timeout=60) as response:
         assert response.status_code == 200, response.text
         # MLflow's own route copies the file to the server's /tmp and sends it chunked, without a
@@ -276,7 +277,9 @@ def test_downloads_stream_from_ftp_with_their_length(stack, mlflow_url, admin_au
         assert "Transfer-Encoding" not in response.headers
         assert response.headers["Content-Type"] == "application/octet-stream"
         assert response.headers["Content-Disposition"] == "attachment; filename=streamed.bin"  # MLflow's helper
+        assert response.headers["x-content-type-options"] == "nosniff"
         assert hashlib.sha256(response.raw.read()).hexdigest() == digest
+    assert counted(before, fast_path_counts(http, mlflow_url)) == {("artifact-download", "fast"): 1}
     # A download the client breaks off leaves the server's FTP pool usable: the next ones are whole.
     with http.get(url, stream=True, timeout=60) as response:
         response.raw.read(1024 * 1024)
@@ -286,12 +289,43 @@ def test_downloads_stream_from_ftp_with_their_length(stack, mlflow_url, admin_au
     # What is not a plain file is MLflow's route's answer.
     missing = http.get(url.replace("streamed.bin", "missing.bin"), timeout=30)
     assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", missing.text
-    # MLflow's authorization still applies: a user with no permission on the experiment.
+
+
+def test_artifact_transfers_keep_mlflows_authorization(stack, mlflow_url, admin_auth, unique_name):
+    http = http_session(admin_auth)
+    experiment_id = new_experiment(http, mlflow_url, unique_name)
+    run_id = new_run(http, mlflow_url, experiment_id)
+    artifact_uri = http.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": run_id},
+                            timeout=10).json()["run"]["info"]["artifact_uri"]
+    url = f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{artifact_uri.split(':/', 1)[1]}/up/data.bin"
+    data = bytes(range(256)) * 4096
+    before = fast_path_counts(http, mlflow_url)
+    assert http.put(url, data=data, timeout=60).status_code == 200
+    assert counted(before, fast_path_counts(http, mlflow_url)) == {("artifact-upload", "fast"): 1}
+    on_ftp = stack.exec("ftpd", "sh", "-c", f"find /srv/ftp -path '*/{run_id}/artifacts/up/data.bin' "
+                        "-exec sha256sum {} +").stdout.split()
+    assert on_ftp and on_ftp[0] == hashlib.sha256(data).hexdigest(), on_ftp
+
+    # A user denied the experiment: MLflow's own 403, for both directions, and nothing written.
     user, password = f"eve-{unique_name[-8:]}", "eve's long password"
     assert http.post(f"{mlflow_url}/api/2.0/mlflow/users/create", json={"username": user, "password": password},
                      timeout=10).status_code == 200
-    experiment_id = http.get(f"{mlflow_url}/api/2.0/mlflow/experiments/get-by-name",
-                             params={"experiment_name": unique_name}, timeout=10).json()["experiment"]["experiment_id"]
     grant(http, mlflow_url, user, experiment_id, "DENY")
-    refused = http_session((user, password)).get(url, timeout=30)
-    assert refused.status_code == 403, refused.status_code
+    eve = http_session((user, password))
+    before = fast_path_counts(http, mlflow_url)
+    assert eve.get(url, timeout=30).status_code == 403
+    assert eve.put(url.replace("data.bin", "eve.bin"), data=b"x", timeout=30).status_code == 403
+    assert http_session(None).get(url, timeout=30).status_code == 401
+    assert counted(before, fast_path_counts(http, mlflow_url)) == {
+        ("artifact-download", "handed-on"): 2, ("artifact-upload", "handed-on"): 1}
+    assert not stack.exec("ftpd", "find", "/srv/ftp", "-name", "eve.bin").stdout.strip()
+    # Granted READ instead: downloads yes (the fast path), uploads still MLflow's 403.
+    revoked = http.post(f"{mlflow_url}/api/3.0/mlflow/users/permissions/revoke", timeout=10, json={
+        "username": user, "resource_type": "experiment", "resource_id": experiment_id})
+    assert revoked.status_code == 200, revoked.text
+    grant(http, mlflow_url, user, experiment_id, "READ")
+    before = fast_path_counts(http, mlflow_url)
+    assert eve.get(url, timeout=30).content == data
+    assert eve.put(url.replace("data.bin", "eve.bin"), data=b"x", timeout=30).status_code == 403
+    assert counted(before, fast_path_counts(http, mlflow_url)) == {
+        ("artifact-download", "fast"): 1, ("artifact-upload", "handed-on"): 1}

@@ -46,7 +46,7 @@ def test_connection_budget_stays_below_max_connections(stack):
     per_engine = int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"])
     # Each worker has up to three engines (tracking store, registry store, basic-auth store) and
     # the fast metric path's pool (mlflow-server/server-app).
-    budget = workers * (3 * per_engine + int(env["WORKBENCH_FAST_METRICS_POOL_SIZE"]))
+    budget = workers * (3 * per_engine + int(env["WORKBENCH_FAST_PATHS_POOL_SIZE"]))
     max_connections = int(stack.psql("SHOW max_connections", database="postgres")[0][0])
     # Headroom for the migrator, backups (pg_dump) and a person's psql.
     assert budget + 10 <= max_connections, (budget, max_connections)
