@@ -201,6 +201,7 @@ class FastPaths:
         from fastapi import Request
         from fastapi.exception_handlers import http_exception_handler
         from fastapi.exceptions import HTTPException
+        from starlette.requests import ClientDisconnect
 
         from mlflow.server import artifact_router as mlflow_routes
 
@@ -221,6 +222,9 @@ class FastPaths:
                 response = await mlflow_routes.download_artifact(artifact_path)
         except HTTPException as exc:  # as FastAPI answers it
             response = await http_exception_handler(request, exc)
+        except ClientDisconnect:  # an upload broken off: FTP aborted it; nobody to answer
+            _logger.info("workbench: the client left during the upload of %s", artifact_path)
+            return
         await response(scope, receive, send)
         self._metrics.answered(call, time.perf_counter() - started)
 
