@@ -180,13 +180,7 @@ class WorkbenchFTPArtifactRepository(FTPArtifactRepository, StreamUploadMixin):
         except BaseException:  # the client went away, or ftpd did: no file is published
             _abort(ftp, data)
             raise
-        data.close()
-        try:
-            await asyncio.to_thread(ftp.voidresp)
-        except BaseException:
-            _close(ftp)
-            raise
-        _POOL.give_back(self.config, ftp)
+        await self._end_transfer(ftp, data)
 
     async def open_download_stream(self, artifact_path):
         """(size, chunks) of one file, straight from an FTP RETR, for the tracking server's
@@ -228,6 +222,11 @@ class WorkbenchFTPArtifactRepository(FTPArtifactRepository, StreamUploadMixin):
             data.close()
             _close(ftp)
             raise
+        await self._end_transfer(ftp, data)
+
+    async def _end_transfer(self, ftp, data) -> None:
+        """A transfer's data connection closed, ftpd's answer (226) read: the connection goes
+        back to the pool; without that answer, it is closed."""
         data.close()
         try:
             await asyncio.to_thread(ftp.voidresp)
