@@ -369,7 +369,8 @@ def _metrics_of(payload, call: str) -> tuple[str, list[tuple]]:
     if call == "log-metric":
         if not payload.keys() <= LOG_METRIC_FIELDS:
             raise _HandOn
-        run_uuid = payload.get("run_id") or payload.get("run_uuid")
+        # MLflow's handler requires run_id (run_uuid, the old name, only beside it) and uses it.
+        run_uuid = payload.get("run_id")
         raw, paths = [payload], [""]
     else:
         if not payload.keys() <= LOG_BATCH_FIELDS or payload.get("params") or payload.get("tags"):
@@ -378,7 +379,7 @@ def _metrics_of(payload, call: str) -> tuple[str, list[tuple]]:
         if not isinstance(raw, list) or not 0 < len(raw) <= MAX_BATCH_METRICS:
             raise _HandOn
         paths = [f"metrics[{i}]" for i in range(len(raw))]
-    if not isinstance(run_uuid, str):
+    if not isinstance(run_uuid, str) or not run_uuid:
         raise _HandOn
     rows: dict[tuple, None] = {}
     valid_keys: set[str] = set()

@@ -174,6 +174,18 @@ def test_what_the_fast_path_does_not_answer_mlflow_answers(stack, mlflow_url, ad
     assert stack.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}'") == [["0"]]
 
 
+def test_an_old_clients_run_uuid_goes_to_mlflow(stack, mlflow_url, admin_auth, unique_name):
+    # run_uuid, run_id's old name: MLflow's handler takes either; the fast path only run_id.
+    http = http_session(admin_auth)
+    run_id = new_run(http, mlflow_url, new_experiment(http, mlflow_url, unique_name))
+    before = fast_path_counts(http, mlflow_url)
+    response = http.post(f"{mlflow_url}/api/2.0/mlflow/runs/log-metric", timeout=30,
+                         json={"run_uuid": run_id, "key": "m", "value": 1.0, "timestamp": NOW, "step": 0})
+    assert response.status_code == 200, response.text
+    assert counted(before, fast_path_counts(http, mlflow_url)) == {("log-metric", "handed-on"): 1}
+    assert rows(stack, "metrics", run_id) == [["m", "1", str(NOW), "0", "f"]]
+
+
 def test_a_batch_with_params_and_tags_goes_to_mlflow_whole(stack, mlflow_url, admin_auth, unique_name):
     http = http_session(admin_auth)
     run_id = new_run(http, mlflow_url, new_experiment(http, mlflow_url, unique_name))
