@@ -17,9 +17,10 @@ validation, CORS, security headers), built from its own middleware list, around 
      `is_nan`; +-Infinity as +-max double; `latest_metrics` moved to the greatest
      (step, timestamp, value) of the key. tests/mlflow-server/test_server_app.py compares the
      rows with those MLflow's own store writes for the same calls.
-   - It authenticates with the cached basic-auth check MLflow's native routes use, and a user
-     who is not an admin is authorized by MLflow's own before-request check (`_before_request`,
-     in a Flask request context built from the request).
+   - It authenticates with the cached basic-auth check MLflow's native FastAPI routes use
+     (`_authenticate_fastapi_request`), and a user who is not an admin is authorized by MLflow's
+     own before-request check (`_before_request`, in a Flask request context built from the
+     request).
    - Anything it is not sure to answer as MLflow would goes on to MLflow's app unchanged, body
      and all: a request that fails authentication or authorization, any field besides the plain
      metric ones (model_id, dataset_*, params, tags), a value MLflow's validation refuses, a run
@@ -39,7 +40,6 @@ the app is MLflow's basic-auth app as it is.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -99,8 +99,9 @@ def _setting(name: str) -> bool:
 
 def create_app():
     """The `mlflow.app` factory."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
     from mlflow.server import app as flask_app
-    from mlflow.server.auth import auth_config
+    from mlflow.server.auth import STATIC_PREFIX_ENV_VAR, auth_config
     from mlflow.server.auth import create_app as create_basic_auth_app
     from mlflow.server.auth.config import DEFAULT_AUTHORIZATION_FUNCTION
 
@@ -114,8 +115,8 @@ def create_app():
         return app
     if (
         auth_config.authorization_function != DEFAULT_AUTHORIZATION_FUNCTION
-        or os.environ.get("MLFLOW_ENABLE_WORKSPACES", "false").strip().lower() == "true"
-        or os.environ.get("_MLFLOW_STATIC_PREFIX")
+        or MLFLOW_ENABLE_WORKSPACES.get()
+        or os.environ.get(STATIC_PREFIX_ENV_VAR)
     ):
         _logger.warning("workbench: fast paths off (custom authorization, workspaces or a static prefix)")
         return app
@@ -234,9 +235,13 @@ class FastPaths:
         MLflow's app decide (and say why)."""
         from mlflow.exceptions import MlflowException
         from mlflow.server import artifact_router as mlflow_routes
-        from mlflow.server.auth import FASTAPI_ENDPOINT_RESPONSE_FILTERS, _find_fastapi_validator
+        from mlflow.server.auth import (
+            FASTAPI_ENDPOINT_RESPONSE_FILTERS,
+            _authenticate_fastapi_request,
+            _find_fastapi_validator,
+        )
 
-        user = await anyio.to_thread.run_sync(_authenticate, request.headers.get("authorization"))
+        user = await anyio.to_thread.run_sync(_authenticate_fastapi_request, request)
         if user is None:
             return False
         request.state.username, request.state.user_id = user.username, user.id  # as MLflow's does
@@ -254,9 +259,12 @@ class FastPaths:
     # -- in a worker thread ------------------------------------------------------------------
 
     def _write(self, scope, body: bytes, call: str) -> None:
+        from starlette.requests import Request
+
+        from mlflow.server.auth import _authenticate_fastapi_request
+
         try:
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            user = _authenticate(headers.get("authorization"))
+            user = _authenticate_fastapi_request(Request(scope))
             if user is None:
                 raise _HandOn  # MLflow answers 401
             try:
@@ -265,7 +273,7 @@ class FastPaths:
                 raise _HandOn from None
             run_uuid, metrics = _metrics_of(payload, call)
             if not user.is_admin:
-                self._authorize_as_mlflow_does(scope, headers, body)
+                self._authorize_as_mlflow_does(scope, body)
         except _HandOn:
             raise
         except Exception:
@@ -273,13 +281,16 @@ class FastPaths:
             raise _HandOn from None
         self._insert(run_uuid, metrics)
 
-    def _authorize_as_mlflow_does(self, scope, headers, body) -> None:
+    def _authorize_as_mlflow_does(self, scope, body) -> None:
         """MLflow's own before-request check (authentication, then the permission on the run) in a
         Flask request context built from this request. Any refusal goes on to MLflow to answer."""
+        from starlette.requests import Request
+
         from mlflow.exceptions import MlflowException
         from mlflow.server.auth import _before_request
 
-        headers = {k: v for k, v in headers.items() if k not in ("content-length", "host")}
+        headers = {name: value for name, value in Request(scope).headers.items()
+                   if name not in ("content-length", "host")}
         with self.flask_app.test_request_context(scope["path"], method="POST", data=body, headers=headers):
             try:
                 refused = _before_request()
@@ -340,22 +351,6 @@ class FastPaths:
 
             self._engine = engine
         return self._engine
-
-
-def _authenticate(authorization: str | None):
-    """MLflow's own cached basic-auth check (the one its native FastAPI routes use)."""
-    from mlflow.server.auth import _authenticate_cached
-
-    if not authorization:
-        return None
-    try:
-        scheme, credentials = authorization.split()
-        if scheme.lower() != "basic":
-            return None
-        username, _, password = base64.b64decode(credentials).decode("ascii").partition(":")
-        return _authenticate_cached(username, password)
-    except Exception:
-        return None
 
 
 def _metrics_of(payload, call: str) -> tuple[str, list[tuple]]:
