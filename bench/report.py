@@ -41,20 +41,16 @@ def main() -> None:
     row("log_metric, 1 client: p50 / p99 ms", f"{w1['p50_ms']:.1f} / {w1['p99_ms']:.1f}", f"{p1['p50_ms']:.1f} / {p1['p99_ms']:.1f}", "", "", "p50 ≤ 5 ms")
     row("log_metric, 8 clients: calls/s", f(w8["calls_per_s"]), f(p8["calls_per_s"]), "", f"{w8['calls_per_s'] / p8['calls_per_s']:.1f}×", "≥ 3× plain")
     row("log_metric, 8 clients: p50 / p99 ms", f"{w8['p50_ms']:.1f} / {w8['p99_ms']:.1f}", f"{p8['p50_ms']:.1f} / {p8['p99_ms']:.1f}", "", "", "")
-    if "client_cpu_ms" in w8:
-        row("log_metric, 8 clients: MLflow's client's own CPU per call, ms", f(w8["client_cpu_ms"], 2), f(p8["client_cpu_ms"], 2), "", "", "")
+    row("log_metric, 8 clients: MLflow's client's own CPU per call, ms", f(w8["client_cpu_ms"], 2), f(p8["client_cpu_ms"], 2), "", "", "")
     wb, pb, ev, cp = r["workbench.log_batch.8"], r["plain.log_batch.8"], r["floor.execute_values.8"], r["floor.copy.8"]
-    wb, pb = (x if isinstance(x, dict) else {"metrics_per_s": x} for x in (wb, pb))  # results before 2026-12
     row("log_batch (1000/call), 8 clients: metrics/s", f(wb["metrics_per_s"]), f(pb["metrics_per_s"]),
         f"{f(ev)} execute_values, {f(cp)} COPY", f"{wb['metrics_per_s'] / ev:.0%} of execute_values", "≥ 45 % of execute_values")
-    if "client_cpu_ms" in wb:
-        row("log_batch, 8 clients: MLflow's client's own CPU per call, ms", f(wb["client_cpu_ms"]), f(pb["client_cpu_ms"]), "", "", "")
+    row("log_batch, 8 clients: MLflow's client's own CPU per call, ms", f(wb["client_cpu_ms"]), f(pb["client_cpu_ms"]), "", "", "")
     ws, ps = r["workbench.search_runs_ms"], r["plain.search_runs_ms"]
     row(f"search_runs, {r['workbench.search_runs_found']} of the runs (`metrics.rmse < 0.8`): p50 ms", f(ws), f(ps), "", f"{ws / ps:.2f}×", "≤ 0.5× plain")
-    if "workbench.search_runs_http_ms" in r:
-        wh, ph = r["workbench.search_runs_http_ms"], r["plain.search_runs_http_ms"]
-        row("search_runs: of which the server's answer (the same request as raw HTTP), ms", f(wh), f(ph), "",
-            f"{wh / ph:.2f}×; the client's own decoding {f(ws - wh)} / {f(ps - ph)} ms", "")
+    wh, ph = r["workbench.search_runs_http_ms"], r["plain.search_runs_http_ms"]
+    row("search_runs: of which the server's answer (the same request as raw HTTP), ms", f(wh), f(ph), "",
+        f"{wh / ph:.2f}×; the client's own decoding {f(ws - wh)} / {f(ps - ph)} ms", "")
     row("a run page's API calls: p50 ms", f(r["workbench.run_page_ms"]), f(r["plain.run_page_ms"]), "", "", "")
     wa, pa, fa = r["workbench.artifacts"], r["plain.artifacts"], r["floor.ftp"]
     row("one big artifact: upload MB/s", f(wa["up_mb_s"]), f(pa["up_mb_s"]), f"{f(fa['up_mb_s'])} ftplib",
@@ -65,9 +61,8 @@ def main() -> None:
         f"{wa['up_files_s'] / pa['up_files_s']:.1f}× plain", "≥ 5× plain")
     row("small files (10 KB): download files/s", f(wa["down_files_s"]), f(pa["down_files_s"]), f"{f(fa['down_files_s'])} ftplib",
         f"{wa['down_files_s'] / pa['down_files_s']:.1f}× plain", "≥ 5× plain")
-    if "up_cpu_ms" in wa:
-        row("small files: MLflow's client's own CPU per file up / down, ms", f"{wa['up_cpu_ms']:.2f} / {wa['down_cpu_ms']:.2f}",
-            f"{pa['up_cpu_ms']:.2f} / {pa['down_cpu_ms']:.2f}", "", "", "")
+    row("small files: MLflow's client's own CPU per file up / down, ms", f"{wa['up_cpu_ms']:.2f} / {wa['down_cpu_ms']:.2f}",
+        f"{pa['up_cpu_ms']:.2f} / {pa['down_cpu_ms']:.2f}", "", "", "")
     wm, pm = mib(read(folder, "mem_mlflow-server")), mib(read(folder, "mem_plain-mlflow"))
     if wm and pm:
         row("tracking server memory (MiB) / processes", f"{wm:,.0f} / {read(folder, 'procs_mlflow-server')}",
