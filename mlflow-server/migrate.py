@@ -13,10 +13,15 @@ Then it brings the basic-auth user store to its head and creates the admin user:
 bootstrap_admin_user, which `mlflow server --app-name basic-auth` runs once before it starts its
 workers. The server runs `--app-name workbench` (server-app/), for which MLflow leaves it to each
 worker: on an empty database two workers raced to create the same tables and one crashed.
+
+The two schemas' head revisions are the image's MLflow's: the image's build records them
+(`migrate.py heads`, Dockerfile) in schema-heads.json, as reading them from the migration scripts
+imports MLflow (~3 s). A start that finds both schemas current imports no MLflow at all.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,11 +29,11 @@ import time
 from pathlib import Path
 
 import sqlalchemy
-from alembic.script import ScriptDirectory
-from mlflow.store.db.utils import _get_alembic_config
 
-URI = os.environ["MLFLOW_BACKEND_STORE_URI"]
 BACKUPS = Path(os.environ.get("MLFLOW_MIGRATION_BACKUPS", "/var/lib/mlflow/migrations"))
+HEADS = Path(__file__).with_name("schema-heads.json")
+# The migration scripts of each schema, in MLflow's package.
+MIGRATIONS = {"tracking": ("store", "db_migrations"), "auth": ("server", "auth", "db", "migrations")}
 
 
 def log(message: str) -> None:
@@ -52,10 +57,21 @@ def dump(url: sqlalchemy.engine.URL, revision: str) -> Path:
     return target
 
 
-def main() -> None:
-    url = sqlalchemy.engine.make_url(URI)
-    head = ScriptDirectory.from_config(_get_alembic_config(URI)).get_current_head()
-    engine = sqlalchemy.create_engine(URI)
+def schema_heads() -> dict[str, str]:
+    """The head revision of each schema's migrations in this MLflow (`migrate.py heads`)."""
+    from alembic.script import ScriptDirectory
+
+    import mlflow
+
+    package = Path(mlflow.__file__).parent
+    return {name: ScriptDirectory(str(package.joinpath(*parts))).get_current_head()
+            for name, parts in MIGRATIONS.items()}
+
+
+def main(head: str) -> None:
+    uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
+    url = sqlalchemy.engine.make_url(uri)
+    engine = sqlalchemy.create_engine(uri)
     revision = current_revision(engine)
     engine.dispose()
     if revision == head:
@@ -66,24 +82,19 @@ def main() -> None:
     else:
         target = dump(url, revision)
         log(f"schema {revision} is behind {head}: backed up to {target} ({target.stat().st_size} bytes)")
-    subprocess.run(["mlflow", "db", "upgrade", URI], check=True)
+    subprocess.run(["mlflow", "db", "upgrade", uri], check=True)
     log(f"schema upgraded to {head}")
 
 
-def bootstrap_basic_auth() -> None:
+def bootstrap_basic_auth(head: str) -> None:
     """MLflow's bootstrap_admin_user, unless the user store is at its head and has its admin
     already: every start but the first and an upgrade's. The check reads the auth config this
-    container's entrypoint wrote and the auth migrations' folder, without importing the auth app
-    (which costs ~1.5 s on the way to every start)."""
+    container's entrypoint wrote, without importing the auth app (~1.5 s more)."""
     import configparser
-
-    import mlflow
 
     config = configparser.ConfigParser()
     config.read(os.environ["MLFLOW_AUTH_CONFIG_PATH"])
     uri, admin_name = config["mlflow"]["database_uri"], config["mlflow"]["admin_username"]
-    migrations = Path(mlflow.__file__).parent / "server" / "auth" / "db" / "migrations"
-    head = ScriptDirectory(str(migrations)).get_current_head()
     engine = sqlalchemy.create_engine(uri)
     with engine.connect() as connection:
         tables = sqlalchemy.inspect(connection).get_table_names()
@@ -102,8 +113,12 @@ def bootstrap_basic_auth() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["heads"]:
+        print(json.dumps(schema_heads()))
+        sys.exit()
+    heads = json.loads(HEADS.read_text())
     try:
-        main()
-        bootstrap_basic_auth()
+        main(heads["tracking"])
+        bootstrap_basic_auth(heads["auth"])
     except subprocess.CalledProcessError as exc:
         sys.exit(f"mlflow-migrate: {exc}")
