@@ -92,7 +92,10 @@ def test_prometheus_metrics_are_exposed(mlflow_url, admin_auth):
 
 
 @pytest.mark.parametrize("source", ["file:///etc/passwd", "/etc", "ftp://ftpd/artifacts/1",
-                                    "mlflow-artifacts:/1/../../etc", "s3://bucket/model"])
+                                    "mlflow-artifacts:/1/../../etc", "s3://bucket/model",
+                                    # prompts' placeholder sources are admitted exactly, nothing more
+                                    "dummy-source/../../etc", "prompt-template:file:///etc",
+                                    "file:///dummy-source"])
 def test_model_versions_must_point_inside_the_artifact_store(mlflow_url, admin_auth, unique_name, source):
     http = http_session(admin_auth)
     created = http.post(f"{mlflow_url}/api/2.0/mlflow/registered-models/create",
