@@ -93,6 +93,19 @@ restore: build ## restore FILE=backups/workbench-<time>.tar into empty volumes (
 	WORKBENCH_COMPOSE="$(DC)" scripts/restore.sh "$(FILE)" $$services
 	@scripts/print-urls.sh $(PROJECT)
 
+# MLflow's `mlflow gc` (mlflow-server/gc.py) in a one-shot container of the mlflow-server image:
+# deleted runs and experiments lose their rows and their files for good. Its options reach it
+# as environment only (target-specific export, then `-e NAME`), never through a shell.
+.PHONY: gc
+gc: export OLDER_THAN ?=
+gc: export RUN_IDS ?=
+gc: export EXPERIMENT_IDS ?=
+gc: export LOGGED_MODEL_IDS ?=
+gc: prerequisites ## purge deleted runs and experiments, rows and files [OLDER_THAN=30d RUN_IDS=… EXPERIMENT_IDS=… LOGGED_MODEL_IDS=…]
+	@echo "==> mlflow gc (needs the workbench running: artifacts are deleted through mlflow-server)"
+	@$(DC) run --rm --no-deps -T -e OLDER_THAN -e RUN_IDS -e EXPERIMENT_IDS -e LOGGED_MODEL_IDS \
+		mlflow-migrate gc
+
 .PHONY: bench
 bench: up ## benchmark against the plain setup and the floors; writes bench/results/<date>.md
 	@WORKBENCH_COMPOSE="$(DC)" bench/run.sh

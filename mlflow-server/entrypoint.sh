@@ -3,7 +3,8 @@
 # basic-auth config from them (only this process and its children ever see them: nothing lands
 # in the compose file, the image or `docker inspect`), then execs the server, which reads every
 # setting from its MLFLOW_* variables. `entrypoint.sh migrate` runs the one-shot schema
-# migration instead (the mlflow-migrate service, migrate.py).
+# migration instead (the mlflow-migrate service, migrate.py); `entrypoint.sh gc`, MLflow's
+# garbage collection of deleted runs and experiments (make gc, gc.py).
 set -Eeo pipefail
 # shellcheck source=../base/bin/file-env.sh
 source /usr/local/bin/file-env.sh
@@ -53,6 +54,9 @@ _main() {
 	if [[ -n "${MLFLOW_EXPOSE_PROMETHEUS:-}" ]]; then mkdir -p "$MLFLOW_EXPOSE_PROMETHEUS"; fi
 	if [[ "${1:-}" == migrate ]]; then
 		exec python3 /opt/mlflow-server/migrate.py
+	fi
+	if [[ "${1:-}" == gc ]]; then
+		exec python3 /opt/mlflow-server/gc.py
 	fi
 	# /tmp is the mlflow-server-scratch volume (staged downloads): drop what a server stopped in
 	# the middle of a download left there.

@@ -18,7 +18,10 @@ every file, and lists a directory with NLST and then a CWD (and SIZE) per entry.
   file);
 - hands a download to the tracking server as a stream of the FTP RETR (open_download_stream,
   used by mlflow-server/server-app) instead of a copy in the server's /tmp;
-- moves file data in 1 MiB blocks instead of ftplib's 8 KiB.
+- moves file data in 1 MiB blocks instead of ftplib's 8 KiB;
+- deletes (the built-in one raises "Not implemented yet"), so `mlflow gc` (`make gc`, gc.py)
+  can remove a deleted run's files through the tracking server: a whole tree, deepest first, and
+  a path that does not exist is nothing to do.
 This subclass keeps everything else. MLflow loads it for ftp:// through the
 `mlflow.artifact_repository` entry point (pyproject.toml), in place of the built-in one.
 """
@@ -37,7 +40,7 @@ from contextlib import contextmanager
 
 from mlflow.entities.file_info import FileInfo
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.store.artifact.artifact_repo import StreamUploadMixin
 from mlflow.store.artifact.ftp_artifact_repo import FTPArtifactRepository
 
@@ -253,6 +256,60 @@ class WorkbenchFTPArtifactRepository(FTPArtifactRepository, StreamUploadMixin):
             else:
                 infos.append(FileInfo(file_path, False, int(facts["size"]) if "size" in facts else None))
         return infos
+
+    def delete_artifacts(self, artifact_path=None):
+        """Remove a file, or a directory and everything in it, on one pooled connection."""
+        if artifact_path and (posixpath.isabs(artifact_path)
+                              or ".." in posixpath.normpath(artifact_path).split("/")):
+            # posixpath.join would drop the root for an absolute path: never outside the root.
+            raise MlflowException(f"Invalid artifact path '{artifact_path}'",
+                                  error_code=INVALID_PARAMETER_VALUE)
+        target = self._directory(artifact_path)
+        try:
+            with self.get_ftp_client() as ftp:
+                kind = self._kind(ftp, target)
+                if kind == "dir":
+                    self._remove_tree(ftp, target)
+                elif kind == "file":
+                    ftp.delete(target)
+        except ftplib.Error as exc:  # ftpd's answer names the path, never the credentials
+            raise MlflowException(
+                f"Could not delete the artifacts at '{artifact_path or ''}': {exc}") from None
+
+    @staticmethod
+    def _kind(ftp: ftplib.FTP, path: str) -> str | None:
+        """'dir', 'file' or None (nothing there), from one MLSD of the parent directory."""
+        path = path.rstrip("/")
+        if not path:
+            return "dir"
+        parent, name = posixpath.split(path)
+        try:
+            entries = list(ftp.mlsd(parent or "/", facts=["type"]))
+        except ftplib.error_perm:  # the parent is missing, or not a directory
+            return None
+        for entry, facts in entries:
+            if entry == name:
+                return "dir" if facts.get("type", "").lower() == "dir" else "file"
+        return None
+
+    @staticmethod
+    def _remove_tree(ftp: ftplib.FTP, top: str) -> None:
+        """DELE every file, RMD every directory once it is empty (deepest first), then top."""
+        pending = [(top, False)]
+        while pending:
+            directory, emptied = pending.pop()
+            if emptied:
+                ftp.rmd(directory)
+                continue
+            pending.append((directory, True))
+            for name, facts in list(ftp.mlsd(directory, facts=["type"])):
+                kind = facts.get("type", "").lower()
+                if kind in ("cdir", "pdir") or name in (".", "..", ""):
+                    continue
+                if kind == "dir":
+                    pending.append((posixpath.join(directory, name), False))
+                else:  # files, and the .partial file of an upload in progress
+                    ftp.delete(posixpath.join(directory, name))
 
     def _download_file(self, remote_file_path, local_path):
         try:
