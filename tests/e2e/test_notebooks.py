@@ -3,13 +3,15 @@
 Every notebook in notebooks/ is executed inside the jupyter container with papermill (as a user
 running "Restart kernel and run all cells" would; output to /tmp, the stored notebook untouched),
 any cell error fails the test. Then the experiments, runs, artifacts and registered models the
-notebook's intro table names are looked for through the REST API from the host, restricted to the
-runs this execution started (the notebooks are re-runnable: earlier runs stay on the server).
+notebook's intro table names are looked for through the REST API from the host (traces and their
+spans in Postgres), restricted to the runs this execution started (the notebooks are re-runnable:
+earlier runs stay on the server).
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -46,7 +48,7 @@ def api(mlflow_url, admin_auth) -> MlflowRest:
 def test_there_are_notebooks():
     assert {"01-tracking-quickstart.ipynb", "02-experiment-management.ipynb",
             "03-regression-elasticnet.ipynb", "04-model-registry.ipynb",
-            "05-serving-client.ipynb"} <= set(NOTEBOOKS)
+            "05-serving-client.ipynb", "06-genai-tracing-and-evaluation.ipynb"} <= set(NOTEBOOKS)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -186,7 +188,79 @@ def check_05(stack, api: MlflowRest, name: str, url: str) -> None:
     assert http_session().get(f"{url}/ping", timeout=10).status_code == 200
 
 
-CHECKS = {"01-": check_01, "02-": check_02, "03-": check_03, "04-": check_04}
+def check_06(stack, api: MlflowRest, since: int) -> None:
+    """Traces, their spans and links (Postgres: the REST API has no span search), the evaluation
+    run and its assessments, the prompt version and alias, the LoggedModel the traces link to."""
+    experiment = api.experiment("genai-tracing-and-evaluation")
+    assert experiment, "experiment 'genai-tracing-and-evaluation' was not created"
+    experiment_id = experiment["experiment_id"]
+
+    # The prompt registry: this execution's version is the one `production` points to.
+    prompt = api.registered_model("sklearn-docs-qa")
+    assert prompt and tags(prompt).get("mlflow.prompt.is_prompt") == "true", "prompt 'sklearn-docs-qa' missing"
+    production = {a["alias"]: a["version"] for a in prompt.get("aliases", [])}.get("production")
+    assert production, f"no 'production' alias: {prompt.get('aliases')}"
+    version = api.model_version("sklearn-docs-qa", production)
+    assert int(version["creation_timestamp"]) >= since, "'production' must point to the version added now"
+    assert {"{{context}}", "{{question}}"} <= set(re.findall(r"\{\{\w+\}\}", tags(version)["mlflow.prompt.text"]))
+
+    # The app version: one LoggedModel, reused by every execution, with its parameters.
+    response = api.http.post(f"{api.url}/api/2.0/mlflow/logged-models/search", timeout=30, json={
+        "experiment_ids": [experiment_id], "filter": "name = 'sklearn-docs-qa-v1'"})
+    assert response.status_code == 200, response.text[:500]
+    models = response.json().get("models", [])
+    assert len(models) == 1, f"one LoggedModel 'sklearn-docs-qa-v1' expected, found {len(models)}"
+    model_id = models[0]["info"]["model_id"]
+    assert {"retriever": "tfidf", "top_k": "3"}.items() <= params(models[0]).items()
+    linked = json.loads(tags(models[0]["info"]).get("mlflow.linkedPrompts", "[]"))
+    assert {"name": "sklearn-docs-qa", "version": production} in linked, f"prompt not linked: {linked}"
+
+    # The evaluation run: the scorers' aggregates as metrics.
+    runs = api.runs("genai-tracing-and-evaluation", "tags.mlflow.runName = 'evaluation'", since_ms=since)
+    assert len(runs) == 1, f"expected one new 'evaluation' run, found {len(runs)}"
+    run_id = runs[0]["info"]["run_id"]
+    assert tags(runs[0]).get("mlflow.runType") == "genai_evaluate"
+    scores = metrics(runs[0])
+    assert {"contains_expected_answer/mean", "retrieved_expected_dataset/mean", "latency_ms/mean",
+            "latency_ms/max"} <= set(scores), sorted(scores)
+    assert 0 <= scores["contains_expected_answer/mean"] <= 1
+    assert 0 <= scores["retrieved_expected_dataset/mean"] <= 1
+    assert 0 < scores["latency_ms/mean"] <= scores["latency_ms/max"]
+
+    # Traces: 3 asked directly, 8 from the evaluation; every one linked to the LoggedModel.
+    traces = stack.psql(
+        "SELECT t.request_id, coalesce(m.value, ''), coalesce(r.value, '') FROM trace_info t "
+        "LEFT JOIN trace_request_metadata m ON m.request_id = t.request_id AND m.key = 'mlflow.modelId' "
+        "LEFT JOIN trace_request_metadata r ON r.request_id = t.request_id AND r.key = 'mlflow.sourceRun' "
+        f"WHERE t.experiment_id = {int(experiment_id)} AND t.timestamp_ms >= {since}")
+    assert {linked_model for _, linked_model, _ in traces} == {model_id}, "a trace is not linked to the model"
+    by_run = {}
+    for trace_id, _, source_run in traces:
+        by_run.setdefault(source_run, []).append(trace_id)
+    assert {source: len(ids) for source, ids in by_run.items()} == {"": 3, run_id: 8}, by_run
+
+    # Every trace has the pipeline's spans, typed and nested as the notebook promises.
+    ids = ", ".join(f"'{trace_id}'" for trace_id, _, _ in traces)
+    spans = {}
+    for trace_id, name, span_type, parent in stack.psql(
+            "SELECT s.trace_id, s.name, s.type, coalesce(p.name, '') FROM spans s LEFT JOIN spans p "
+            f"ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id WHERE s.trace_id IN ({ids})"):
+        spans.setdefault(trace_id, set()).add((name, span_type, parent))
+    expected = {("answer_question", "CHAIN", ""), ("retrieve", "RETRIEVER", "answer_question"),
+                ("embed_query", "EMBEDDING", "retrieve"), ("generate", "LLM", "answer_question")}
+    assert all(spans.get(trace_id) == expected for trace_id, _, _ in traces), spans
+
+    # The scorers' verdicts are assessments on the evaluation's traces.
+    ids = ", ".join(f"'{trace_id}'" for trace_id in by_run[run_id])
+    feedback = {}
+    for trace_id, name in stack.psql("SELECT trace_id, name FROM assessments WHERE assessment_type = "
+                                     f"'feedback' AND trace_id IN ({ids})"):
+        feedback.setdefault(trace_id, set()).add(name)
+    assert all(feedback.get(trace_id) == {"contains_expected_answer", "retrieved_expected_dataset", "latency_ms"}
+               for trace_id in by_run[run_id]), feedback
+
+
+CHECKS = {"01-": check_01, "02-": check_02, "03-": check_03, "04-": check_04, "06-": check_06}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
