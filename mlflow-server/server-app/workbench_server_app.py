@@ -105,6 +105,8 @@ def create_app():
     from mlflow.server.auth import create_app as create_basic_auth_app
     from mlflow.server.auth.config import DEFAULT_AUTHORIZATION_FUNCTION
 
+    from workbench_guard import RequestGuard  # outermost, whatever the settings (its docstring says why)
+
     app = create_basic_auth_app(flask_app)
     if not hasattr(app, "router"):  # not under uvicorn: MLflow's Flask app, as it is
         return app
@@ -112,15 +114,15 @@ def create_app():
     if streamed:
         _add_streamed_downloads(app)
     if not _setting("WORKBENCH_FAST_PATHS"):
-        return app
+        return RequestGuard(app)
     if (
         auth_config.authorization_function != DEFAULT_AUTHORIZATION_FUNCTION
         or MLFLOW_ENABLE_WORKSPACES.get()
         or os.environ.get(STATIC_PREFIX_ENV_VAR)
     ):
         _logger.warning("workbench: fast paths off (custom authorization, workspaces or a static prefix)")
-        return app
-    return FastPaths(app, flask_app, streamed_downloads=streamed)
+        return RequestGuard(app)
+    return RequestGuard(FastPaths(app, flask_app, streamed_downloads=streamed))
 
 
 # ---- 1. and 2. the fast paths ----------------------------------------------------------------
