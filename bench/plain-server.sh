@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # The plain setup of the public tutorials, for comparison: `mlflow server` with its defaults,
-# credentials on the command line, FTP as the default artifact root (clients write to FTP).
+# credentials in the store URIs, FTP as the default artifact root (clients write to FTP). The URIs
+# reach MLflow through the variables its CLI reads (MLFLOW_BACKEND_STORE_URI,
+# MLFLOW_DEFAULT_ARTIFACT_ROOT), not its command line, where `ps` on the host would show them.
 set -Eeuo pipefail
 source /usr/local/bin/file-env.sh
 file_env MLFLOW_DB_PASSWORD
 file_env FTPD_PASSWORD
-db="postgresql+psycopg2://mlflow:$(urlencode "$MLFLOW_DB_PASSWORD")@postgres:5432/mlflow_plain"
-mlflow db upgrade "$db"
-exec mlflow server --host 0.0.0.0 --port 5000 --backend-store-uri "$db" \
-	--default-artifact-root "ftp://mlflow:$(urlencode "$FTPD_PASSWORD")@ftpd:21/plain-artifacts"
+
+# Percent-encoded for a URI's userinfo. The secret goes in on stdin (printf is a builtin): an
+# argument of python3 would be on its command line.
+encode() {
+	printf '%s' "$1" | python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.stdin.read(), safe=""))'
+}
+
+export MLFLOW_BACKEND_STORE_URI="postgresql+psycopg2://mlflow:$(encode "$MLFLOW_DB_PASSWORD")@postgres:5432/mlflow_plain"
+export MLFLOW_DEFAULT_ARTIFACT_ROOT="ftp://mlflow:$(encode "$FTPD_PASSWORD")@ftpd:21/plain-artifacts"
+unset MLFLOW_DB_PASSWORD FTPD_PASSWORD
+# `mlflow db upgrade <uri>` in this process: the command takes the URI as an argument only.
+python3 -c 'import os
+from mlflow.db import upgrade
+upgrade.main(args=[os.environ["MLFLOW_BACKEND_STORE_URI"]], prog_name="mlflow db upgrade")'
+exec mlflow server --host 0.0.0.0 --port 5000

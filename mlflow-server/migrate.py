@@ -17,16 +17,24 @@ worker: on an empty database two workers raced to create the same tables and one
 The two schemas' head revisions are the image's MLflow's: the image's build records them
 (`migrate.py heads`, Dockerfile) in schema-heads.json, as reading them from the migration scripts
 imports MLflow (~3 s). A start that finds both schemas current imports no MLflow at all.
+
+The database password is on no command line: MLflow's `mlflow db upgrade` runs in this process
+(its click command, as `mlflow gc` does in gc.py), pg_dump reads PGPASSWORD. Whatever this job
+prints, MLflow's log lines and a failure's traceback too, goes out with every password of its
+environment replaced, raw and URL-encoded.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
+from urllib.parse import quote, quote_plus, unquote
 
 import sqlalchemy
 
@@ -38,6 +46,55 @@ MIGRATIONS = {"tracking": ("store", "db_migrations"), "auth": ("server", "auth",
 
 def log(message: str) -> None:
     print(f"mlflow-migrate: {message}", flush=True)
+
+
+class Redacted(io.TextIOBase):
+    """A text stream that writes whole lines to another with each secret replaced by `***`, so
+    that no secret slips through split across two writes."""
+
+    def __init__(self, stream, secrets: list[str]) -> None:
+        self.stream, self.pending = stream, ""
+        # Longest first: a secret that contains another is replaced whole.
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    @property
+    def encoding(self) -> str:
+        return self.stream.encoding
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines, newline, self.pending = (self.pending + text).rpartition("\n")
+        if newline:
+            self.stream.write(self.redact(lines + newline))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.stream.write(self.redact(self.pending))
+            self.pending = ""
+        self.stream.flush()
+
+
+def secrets_of_environment() -> list[str]:
+    """Every password this job may know, in each form it can take in a URI or a message."""
+    passwords = [os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD", "")]
+    for name in ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION"):
+        # As it is spelled in the URI, whatever encoding made it, and decoded. Not parsed with
+        # SQLAlchemy: a URI it cannot parse must still be redacted.
+        encoded = os.environ.get(name, "").partition("://")[2].rpartition("@")[0].partition(":")[2]
+        passwords += [encoded, unquote(encoded)]
+    forms = []
+    for password in filter(None, passwords):
+        for raw in {password, password.strip()}:
+            forms += [raw, quote(raw, safe=""), quote(raw), quote_plus(raw)]
+    return forms
 
 
 def current_revision(engine) -> str | None:
@@ -82,7 +139,9 @@ def main(head: str) -> None:
     else:
         target = dump(url, revision)
         log(f"schema {revision} is behind {head}: backed up to {target} ({target.stat().st_size} bytes)")
-    subprocess.run(["mlflow", "db", "upgrade", uri], check=True)
+    from mlflow.db import upgrade
+
+    upgrade.main(args=[uri], prog_name="mlflow db upgrade", standalone_mode=False)
     log(f"schema upgraded to {head}")
 
 
@@ -116,9 +175,16 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["heads"]:
         print(json.dumps(schema_heads()))
         sys.exit()
+    secrets = secrets_of_environment()
+    sys.stdout, sys.stderr = Redacted(sys.stdout, secrets), Redacted(sys.stderr, secrets)
     heads = json.loads(HEADS.read_text())
     try:
         main(heads["tracking"])
         bootstrap_basic_auth(heads["auth"])
-    except subprocess.CalledProcessError as exc:
-        sys.exit(f"mlflow-migrate: {exc}")
+    except Exception as exc:  # noqa: BLE001 -- any failure: its traceback goes through the redacting stream too
+        traceback.print_exc()
+        print(f"mlflow-migrate: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()

@@ -20,7 +20,8 @@ file_env() {
 	unset "$file_var"
 }
 
-# urlencode STRING: percent-encode for use inside a URI's userinfo.
+# urlencode STRING: percent-encode for use inside a URI's userinfo. The string (a password) goes
+# to Python on stdin: an argument would show in `ps` for as long as Python runs.
 urlencode() {
-	python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"
+	printf '%s' "$1" | python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.stdin.read(), safe=""))'
 }

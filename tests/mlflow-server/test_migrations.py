@@ -4,8 +4,13 @@ schema that is behind, and nothing at all done to a schema that is current."""
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
+from urllib.parse import quote, quote_plus
 
 import pytest
+
+from conftest import HOSTILE_SECRETS
 
 HEAD = """
 from alembic.script import ScriptDirectory
@@ -66,3 +71,31 @@ def test_a_schema_behind_is_dumped_then_upgraded(stack_factory):
     # The dump is a real custom-format archive holding MLflow's tables.
     listing = migrate(stack, "pg_restore", "--list", f"/var/lib/mlflow/migrations/{dump}")
     assert "TABLE public runs" in listing and "TABLE public metrics" in listing
+
+
+def test_the_database_password_is_in_no_command_line_and_no_error(stack):
+    """A migration that fails, watched with `ps` on the host while it runs: the database password
+    (a hostile one), raw or URL-encoded, is in no process's arguments and not in what it prints."""
+    password = HOSTILE_SECRETS["MLFLOW_DB_PASSWORD"]
+    forms = {password, password.strip(), quote(password, safe=""), quote(password), quote_plus(password)}
+    result: dict[str, subprocess.CompletedProcess] = {}
+    # The `postgres` database: MLflow's role may connect to it (PUBLIC's default) but not create
+    # tables there, so the migration gets as far as the upgrade and fails in it.
+    run = threading.Thread(target=lambda: result.update(done=stack.compose(
+        "run", "--rm", "--no-deps", "-T", "-e", "MLFLOW_DB_NAME=postgres",
+        "mlflow-migrate", check=False)))
+    run.start()
+    seen: set[str] = set()
+    while run.is_alive():
+        # From the start: the entrypoint's own steps (it URL-encodes the password) included.
+        seen.update(subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True,
+                                   check=False).stdout.splitlines())
+    run.join()
+    # The poll did watch the job: its process was on the host's list.
+    assert any("/opt/mlflow-server/migrate.py" in line for line in seen), "ps never saw the migration run"
+    leaked = [line for line in seen if any(form in line for form in forms)]
+    assert not leaked, f"the database password is on a command line: {len(leaked)} process(es)"
+    output = result["done"].stdout + result["done"].stderr
+    assert result["done"].returncode != 0, output
+    assert "permission denied" in output.lower(), output  # it still says why it failed
+    assert not any(form in output for form in forms), "the database password is in the job's output"
