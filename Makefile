@@ -5,7 +5,17 @@ SHELL := /bin/bash
 
 COMPOSE ?= docker compose
 PROJECT ?= workbench
-DC := $(COMPOSE) -p $(PROJECT)
+# Settings from the command line reach recipes as environment only, never spliced into their
+# shell text, where a quote or a backtick in a value would run as a command. COMPOSE is split
+# into words by the shell (as the scripts do), never parsed as shell text.
+export COMPOSE PROJECT
+DC := $$COMPOSE -p "$$PROJECT"
+# split_words,VAR,array: the environment variable VAR's words into the bash array `array`, split
+# as a shell splits them (quotes group words) but never run. An unbalanced quote fails.
+split_words = mapfile -d '' -t $(2) < <(python3 -c 'import os, shlex, sys; \
+	sys.excepthook = lambda kind, error, tb: print(f"{sys.argv[1]}: {error}", file=sys.stderr); \
+	sys.stdout.write("".join(word + "\0" for word in shlex.split(os.environ[sys.argv[1]])))' $(1)) \
+	&& wait $$!
 SERVICES := postgres ftpd mlflow-server jupyter portainer
 # A PyPI mirror from your own pip configuration, if you have one, for the image builds.
 PIP_INDEX_URL ?= $(shell python3 -m pip config get global.index-url 2>/dev/null || true)
@@ -41,14 +51,15 @@ build: prerequisites .env ca-certificates base-image ## build the workbench's im
 	$(DC) build
 
 # The services to start: all, but Portainer only where its image can be had (it says why not).
-START_SERVICES = services="$(SERVICES)"; scripts/portainer-image.sh || services="$${services/portainer/}"
+START_SERVICES = services="$$SERVICES"; scripts/portainer-image.sh || services="$${services/portainer/}"
+up restore: export SERVICES ?=
 
 .PHONY: up
 up: build ## start the workbench and print its URLs
 	@$(START_SERVICES); \
 	echo "==> starting $$services (waits until all are healthy)"; \
 	$(DC) up -d --wait --wait-timeout 300 $$services
-	@scripts/print-urls.sh $(PROJECT)
+	@scripts/print-urls.sh "$$PROJECT"
 
 .PHONY: down
 down: prerequisites ## stop the workbench (keeps every volume: runs, models, artifacts)
@@ -63,35 +74,38 @@ ps: ## show the services and their health
 logs: ## follow every service's logs
 	$(DC) logs -f --tail=100
 
+logs/% shell/%: export SERVICE = $*
 logs/%: ## follow one service's logs, e.g. make logs/mlflow-server
-	$(DC) logs -f --tail=100 $*
+	$(DC) logs -f --tail=100 "$$SERVICE"
 
 shell/%: ## open a shell in a running service, e.g. make shell/jupyter
-	$(DC) exec $* bash
+	$(DC) exec "$$SERVICE" bash
 
 .PHONY: credentials
 credentials: ## print the passwords you log in with
 	@$(DC) run --rm --no-deps -T secrets-init workbench-secrets show
 
 .PHONY: clean
+clean: export FORCE ?=
 clean: ## remove containers AND volumes (all runs, models, artifacts); asks, or FORCE=1
-	@if [[ "$(FORCE)" != 1 ]]; then \
+	@if [[ "$$FORCE" != 1 ]]; then \
 		read -r -p "Delete the workbench's volumes (every run, model and artifact)? [y/N] " answer; \
 		[[ "$$answer" == [yY]* ]] || { echo "kept everything"; exit 1; }; \
 	fi
-	@echo "==> removing containers and volumes of project $(PROJECT)"
+	@echo "==> removing containers and volumes of project $$PROJECT"
 	$(DC) down --volumes --remove-orphans
 
 .PHONY: backup
 backup: prerequisites ## write backups/workbench-<time>.tar: databases, artifacts, secrets, manifest
-	@WORKBENCH_COMPOSE="$(DC)" scripts/backup.sh backups
+	@WORKBENCH_COMPOSE="$$COMPOSE -p $$PROJECT" scripts/backup.sh backups
 
 .PHONY: restore
+restore: export FILE ?=
 restore: build ## restore FILE=backups/workbench-<time>.tar into empty volumes (after make clean)
-	@[[ -n "$(FILE)" ]] || { echo "usage: make restore FILE=backups/workbench-<time>.tar" >&2; exit 2; }
+	@[[ -n "$$FILE" ]] || { echo "usage: make restore FILE=backups/workbench-<time>.tar" >&2; exit 2; }
 	@$(START_SERVICES); \
-	WORKBENCH_COMPOSE="$(DC)" scripts/restore.sh "$(FILE)" $$services
-	@scripts/print-urls.sh $(PROJECT)
+	WORKBENCH_COMPOSE="$$COMPOSE -p $$PROJECT" scripts/restore.sh "$$FILE" $$services
+	@scripts/print-urls.sh "$$PROJECT"
 
 # MLflow's `mlflow gc` (mlflow-server/gc.py) in a one-shot container of the mlflow-server image:
 # deleted runs and experiments lose their rows and their files for good. Its options reach it
@@ -108,12 +122,13 @@ gc: prerequisites ## purge deleted runs and experiments, rows and files [OLDER_T
 
 .PHONY: bench
 bench: up ## benchmark against the plain setup and the floors; writes bench/results/<date>.md
-	@WORKBENCH_COMPOSE="$(DC)" bench/run.sh
+	@WORKBENCH_COMPOSE="$$COMPOSE -p $$PROJECT" bench/run.sh
 
 .PHONY: test
+test: export PYTEST_ARGS ?=
 test: prerequisites ca-certificates base-image .venv ## run the test suite (brings up its own isolated stack)
-	@echo "==> pytest (an isolated stack under its own project name; README.md, Testing)"
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	@echo "==> pytest $$PYTEST_ARGS (an isolated stack under its own project name; README.md, Testing)"
+	@$(call split_words,PYTEST_ARGS,args); .venv/bin/python -m pytest "$${args[@]}"
 
 .PHONY: browser
 browser: ## install Debian's Chromium for the browser tests (as root; without it they skip)
@@ -154,9 +169,15 @@ PARAMS ?=
 EXPERIMENT ?= $(EXAMPLE)
 
 .PHONY: run-example
+run-example: export EXAMPLE ?=
+run-example: export ENTRY ?=
+run-example: export PARAMS ?=
+run-example: export EXPERIMENT ?=
 run-example: ## mlflow run an example, e.g. make run-example EXAMPLE=elasticnet ENTRY=train PARAMS="-P alpha=0.3"
-	$(DC) exec -T jupyter mlflow run examples/$(EXAMPLE) -e $(ENTRY) --env-manager local \
-		--experiment-name $(EXPERIMENT) $(PARAMS)
+	@echo "==> mlflow run examples/$$EXAMPLE -e $$ENTRY --experiment-name $$EXPERIMENT $$PARAMS"
+	@$(call split_words,PARAMS,params); \
+	$(DC) exec -T jupyter mlflow run "examples/$$EXAMPLE" -e "$$ENTRY" --env-manager local \
+		--experiment-name "$$EXPERIMENT" "$${params[@]}"
 
 .PHONY: run-notebooks
 run-notebooks: ## run every notebook in notebooks/ top to bottom (papermill; outputs to /tmp in the container)

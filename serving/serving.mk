@@ -1,19 +1,28 @@
 # Serving registered models as Docker containers (serving/README.md). Included by the Makefile,
 # whose PROJECT, COMPOSE and PIP_INDEX_URL it uses. MODEL and PORT: when not given, `serve`
 # uses models:/diabetes-regressor@champion on 5001, and serve-stop/-logs every model / the only one.
-SERVE := PROJECT="$(PROJECT)" COMPOSE="$(COMPOSE)" MODEL="$(MODEL)" PORT="$(PORT)" \
-	WORKERS="$(WORKERS)" BIND_ADDRESS="$(BIND_ADDRESS)" SERVE_TIMEOUT="$(SERVE_TIMEOUT)" \
-	REBUILD="$(REBUILD)" ENV_FILE="$(ENV_FILE)" serving/serve.sh
+# The settings reach serve.sh as its environment (exported for these targets only), never spliced
+# into the recipe's shell text, where a quote or a backtick in a value would run as a command.
+SERVE_TARGETS := serve serve-stop serve-logs serve-ps
+$(SERVE_TARGETS): export PROJECT ?=
+$(SERVE_TARGETS): export COMPOSE ?=
+$(SERVE_TARGETS): export MODEL ?=
+$(SERVE_TARGETS): export PORT ?=
+$(SERVE_TARGETS): export WORKERS ?=
+$(SERVE_TARGETS): export BIND_ADDRESS ?=
+$(SERVE_TARGETS): export SERVE_TIMEOUT ?=
+$(SERVE_TARGETS): export REBUILD ?=
+$(SERVE_TARGETS): export ENV_FILE ?=
 
-.PHONY: serve serve-stop serve-logs serve-ps
+.PHONY: $(SERVE_TARGETS)
 serve: ## serve a registered model: MODEL=models:/diabetes-regressor@champion PORT=5001 [WORKERS=2]
-	@$(SERVE) serve
+	@serving/serve.sh serve
 
 serve-stop: ## remove served model containers: all of the project, or PORT= / MODEL=
-	@$(SERVE) stop
+	@serving/serve.sh stop
 
 serve-logs: ## follow a served model's logs (PORT= when several are served)
-	@FOLLOW=1 $(SERVE) logs
+	@FOLLOW=1 serving/serve.sh logs
 
 serve-ps: ## list the served models, their health and ports
-	@$(SERVE) ps
+	@serving/serve.sh ps
