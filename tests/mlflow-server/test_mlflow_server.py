@@ -137,3 +137,29 @@ def test_a_page_on_another_origin_cannot_drive_the_api(mlflow_url, admin_auth):
     own = http.options(f"{mlflow_url}/api/2.0/mlflow/experiments/create", timeout=10, headers={
         "Origin": "http://localhost:5000", "Access-Control-Request-Method": "POST"})
     assert own.headers.get("Access-Control-Allow-Origin") == "http://localhost:5000"
+
+
+def test_any_local_http_origin_is_trusted_with_credentials(mlflow_url, admin_auth, unique_name):
+    """What the README says about CORS: MLflow trusts every http://localhost:<port> (and
+    127.0.0.1) origin with credentials, whatever MLFLOW_SERVER_CORS_ALLOWED_ORIGINS lists, and
+    lets it change state; any other origin gets neither."""
+    http = http_session(admin_auth)
+    url = f"{mlflow_url}/api/2.0/mlflow/experiments/create"
+    for origin in ("http://localhost:1234", "http://127.0.0.1:8888"):
+        preflight = http.options(url, timeout=10, headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type"})
+        assert preflight.headers.get("Access-Control-Allow-Origin") == origin
+        assert preflight.headers.get("Access-Control-Allow-Credentials") == "true"
+    # Such a page's credentialed request goes through and its answer is readable to it.
+    created = http.post(url, timeout=10, json={"name": unique_name}, headers={"Origin": "http://localhost:1234"})
+    assert created.status_code == 200, created.text
+    assert created.headers.get("Access-Control-Allow-Origin") == "http://localhost:1234"
+    assert created.headers.get("Access-Control-Allow-Credentials") == "true"
+    # A foreign origin: no grant, and its state change is refused.
+    foreign = http.options(url, timeout=10, headers={
+        "Origin": "http://localhost.evil.example:1234", "Access-Control-Request-Method": "POST"})
+    assert foreign.headers.get("Access-Control-Allow-Origin") is None
+    refused = http.post(url, timeout=10, json={"name": f"{unique_name}-foreign"},
+                        headers={"Origin": "http://localhost.evil.example:1234"})
+    assert refused.status_code == 403
