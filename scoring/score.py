@@ -1,16 +1,17 @@
 """Score a CSV or Parquet file with a registered model (run by scoring/score.sh in the scoring
 container, on the workbench's frontend network; scoring/README.md).
 
-    score.py --model models:/<name>@<alias> | models:/<name>/<version>
-             --input /path/in.csv|.parquet --output /path/out.csv|.parquet
+    score.py --model <model URI> --input /path/in.csv|.parquet --output /path/out.csv|.parquet
              [--id COLUMN] [--engine pandas|spark] [--master local[2]] [--chunk 10000]
              [--conf spark.key=value ...]
 
 Reads `password=<the MLflow admin password>` from stdin (never on a command line or in
 `docker inspect`). Steps:
 
-1. resolve the alias to a version in the registry (MLFLOW_TRACKING_URI: the workbench's server)
-   and download that version once;
+1. resolve the model URI (any MLflow loads: models:/<name>/<version>, models:/<name>/<stage>,
+   models:/<name>/latest, models:/<name>@<alias>, models:/<model_id>, runs:/<run_id>/<path>)
+   once, on the workbench's server (MLFLOW_TRACKING_URI), to what it names now (an alias, stage
+   or `latest` to its version number), and download exactly that once;
 2. check the input against the model before any work: the file's columns (its header, or its
    Parquet schema) must hold every column the model's signature requires, and the ID column;
 3. score it, chunk by chunk, printing the rows done / total after each chunk:
@@ -39,9 +40,11 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -84,29 +87,131 @@ def file_format(path: Path, what: str) -> str:
 
 # ---- the model ------------------------------------------------------------------------------
 
-def resolve(uri: str):
-    """models:/<name>@<alias> or models:/<name>/<version> -> the ModelVersion."""
+# Model URIs: the same code (MODEL_FORMS to one_line) in serving/model_image.py and
+# scoring/score.py. Each image is built from its own folder only, so neither can import the
+# other's copy; tests/scoring checks that the two stay identical.
+MODEL_FORMS = ("models:/<name>/<version>, models:/<name>/<stage>, models:/<name>/latest, "
+               "models:/<name>@<alias>, models:/<model_id> or runs:/<run_id>/<path>")
+# MlflowClient.get_latest_versions is deprecated (stages are), but it is what MLflow itself still
+# resolves models:/<name>/<stage> and models:/<name>/latest with; only its own warning is silenced.
+LATEST_VERSIONS_WARNING = (r"``mlflow\.tracking\.client\.MlflowClient\.get_latest_versions`` "
+                           "is deprecated")
+
+
+class ResolvedModel(NamedTuple):
+    """A model URI resolved once: `uri` names exactly what was resolved (what is downloaded),
+    `name` and `version` identify it in image tags, labels and container names (`version` is a
+    valid Docker tag: a version number, a LoggedModel's id, or run-<its run's id>)."""
+
+    uri: str
+    name: str
+    version: str
+    source: str  # where its files are: an image built from another source is rebuilt
+    run_id: str
+    what: str  # for the user: "version 3 of 'iris'"
+
+
+def docker_tag(text: str) -> str:
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+    return (tag if re.match(r"\w", tag) else f"v{tag}")[:128]
+
+
+def parse_model_uri(uri: str) -> dict[str, str]:
+    """The parts of a model URI, split as MLflow's own parsers split them (the registry's
+    models:/ forms, a LoggedModel's id, a run's artifact path)."""
+    parsed = urllib.parse.urlparse(uri, allow_fragments=False)
+    path = parsed.path[1:] if parsed.path.startswith("/") else ""
+    parts = path.split("/")
+    if parsed.scheme == "runs" and not parsed.netloc and parts[0] and "/".join(parts[1:]):
+        return {"run_id": parts[0], "path": "/".join(parts[1:])}
+    if parsed.scheme != "models" or parsed.netloc or not parts[0].strip() or len(parts) > 2:
+        raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
+    if len(parts) == 2:
+        name, suffix = parts
+        if not suffix.strip():
+            raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
+        if suffix.isdigit():
+            return {"name": name, "version": suffix}
+        if suffix.lower() == "latest":
+            return {"name": name, "stage": ""}
+        return {"name": name, "stage": suffix}
+    if "@" in path:
+        name, _, alias = path.rpartition("@")
+        if not alias.strip():
+            raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
+        return {"name": name, "alias": alias}
+    return {"model_id": path}
+
+
+def resolve(uri: str) -> ResolvedModel:
+    """Any model URI MLflow loads -> the model it names now, pinned: models:/<name>/<version> for
+    the registry's forms, models:/<model_id> for a LoggedModel, the runs:/ URI itself for a
+    run's artifacts. A URI MLflow cannot resolve fails with MLflow's own message, on one line."""
+    import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    match = re.fullmatch(r"models:/(?P<name>[^@]+?)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))", uri)
-    if not match:
-        raise Failure(f"MODEL={uri!r}: give a registered model as models:/<name>@<alias> or "
-                      "models:/<name>/<version>")
+    parts = parse_model_uri(uri)
     client = MlflowClient()
     try:
-        if match["alias"]:
-            return client.get_model_version_by_alias(match["name"], match["alias"])
-        return client.get_model_version(match["name"], match["version"])
+        if "model_id" in parts:
+            model = client.get_logged_model(parts["model_id"])
+            return ResolvedModel(f"models:/{model.model_id}", model.name,
+                                 docker_tag(model.model_id), str(model.artifact_location),
+                                 str(model.source_run_id or ""),
+                                 f"logged model {model.model_id} ({model.name!r})")
+        if "run_id" in parts:
+            run = client.get_run(parts["run_id"])
+            run_id, path = run.info.run_id, parts["path"].strip("/")
+            pinned = f"runs:/{run_id}/{path}"
+            files = mlflow.artifacts.list_artifacts(artifact_uri=pinned)
+            if not any(f.path.rsplit("/", 1)[-1] == "MLmodel" for f in files):
+                raise Failure(f"{uri}: run {run_id} has no MLflow model at {path!r} (no MLmodel "
+                              "file there)")
+            return ResolvedModel(pinned, path, f"run-{run_id[:12]}",
+                                 f"{run.info.artifact_uri}/{path}", run_id,
+                                 f"the model at {path!r} of run {run_id}")
+        if "alias" in parts:
+            mv = client.get_model_version_by_alias(parts["name"], parts["alias"])
+        elif "version" in parts:
+            mv = client.get_model_version(parts["name"], parts["version"])
+        else:
+            stage = parts["stage"]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", LATEST_VERSIONS_WARNING, FutureWarning)
+                latest = client.get_latest_versions(parts["name"], [stage] if stage else None)
+            if not latest:  # MLflow's own words (mlflow.store.artifact.utils.models)
+                raise Failure(f"{uri} is not in the workbench's registry: No versions of model "
+                              f"with name '{parts['name']}'"
+                              + (f" and stage '{stage}'" if stage else "") + " found")
+            mv = max(latest, key=lambda v: int(v.version))
     except MlflowException as exc:
-        raise Failure(f"{uri} is not in the workbench's registry: {exc.message}") from None
+        message = one_line(exc.message)
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            where = "registry" if "name" in parts else "tracking server"
+            if not parts.get("model_id", "m-").startswith("m-"):  # a registered model's name?
+                message += (f" (a registered model is models:/{parts['model_id']}/<version>, "
+                            "/<stage>, /latest or @<alias>)")
+            raise Failure(f"{uri} is not in the workbench's {where}: {message}") from None
+        raise Failure(f"{uri} cannot be resolved: {message}") from None
+    return ResolvedModel(f"models:/{mv.name}/{mv.version}", mv.name, str(mv.version),
+                         str(mv.source), str(mv.run_id or ""),
+                         f"version {mv.version} of {mv.name!r}")
 
 
-def download(mv, into: Path) -> Path:
+def one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def download(model: ResolvedModel, into: Path) -> Path:
+    """The resolved model's files (its pinned URI: what was resolved is what is scored)."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    return Path(mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{mv.name}/{mv.version}", dst_path=str(into)))
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(into)))
+    except MlflowException as exc:
+        raise Failure(f"downloading {model.uri} failed: {one_line(exc.message)}") from None
 
 
 class ModelInputs:
@@ -542,11 +647,11 @@ def main() -> int:
     if not password:
         raise Failure("no MLflow password on stdin")
     os.environ["MLFLOW_TRACKING_PASSWORD"] = password
-    mv = resolve(args.model)
-    say(f"{args.model} is version {mv.version} of {mv.name!r} ({mv.source})")
+    model = resolve(args.model)
+    say(f"{args.model} is {model.what} ({model.source})")
 
     with tempfile.TemporaryDirectory(prefix="model-") as tmp:
-        model_dir = download(mv, Path(tmp))
+        model_dir = download(model, Path(tmp))
         inputs = ModelInputs(model_dir)
         columns = inputs.columns(header, id_column)
         missing = [c for c in inputs.required if c not in header]

@@ -1,15 +1,22 @@
 """Build the Docker image that serves one registered model (run by serving/serve.sh in the tools
 container; the host's Docker socket is mounted here, and only here).
 
-    model_image.py --model models:/<name>@<alias> | models:/<name>/<version> --project <project>
+    model_image.py --model <model URI> --project <project>
+
+The model URI is any MLflow loads: models:/<name>/<version>, models:/<name>/<stage>,
+models:/<name>/latest, models:/<name>@<alias>, models:/<model_id> (a LoggedModel) or
+runs:/<run_id>/<path>.
 
 Reads from stdin `key=value` lines: `password=` (the MLflow admin password, so it is never on a
 command line or in `docker inspect`), any proxy settings (HTTP_PROXY, HTTPS_PROXY, NO_PROXY...)
 and PIP_INDEX_URL (a PyPI mirror) to hand to the image build. Steps:
 
-1. resolve the alias to a version in the registry (MLFLOW_TRACKING_URI: the workbench's server);
-2. reuse the image `workbench-model/<name>:<version>` if it was built from that same model
-   (label org.workbench.model.source), unless --rebuild;
+1. resolve the URI once (MLFLOW_TRACKING_URI: the workbench's server) to what it names now: a
+   registry's alias, stage or `latest` to its version number; the image is
+   `workbench-model/<name>:<version>`, where a LoggedModel's version is its id (m-...) and a
+   run's model is `<its path>:run-<the run id's first 12 characters>`;
+2. reuse that image if it was built from that same model (label org.workbench.model.source),
+   unless --rebuild;
 3. `mlflow models generate-dockerfile --env-manager local` (what `mlflow models build-docker` runs
    before its `docker build`): a Dockerfile FROM python:<the model's Python>-slim;
 4. make sure that base image exists: present, else `docker pull`, else (no registry) a stand-in
@@ -36,12 +43,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 import openapi
 
@@ -124,22 +132,120 @@ def slug(name: str) -> str:
     return s[:100] or "model"
 
 
-def resolve(uri: str) -> tuple[str, str, object]:
-    """models:/<name>@<alias> or models:/<name>/<version> -> (name, version, ModelVersion)."""
-    match = re.fullmatch(r"models:/(?P<name>[^@]+?)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))", uri)
-    if not match:
-        raise Failure(f"MODEL={uri!r}: give a registered model as models:/<name>@<alias> or "
-                      "models:/<name>/<version>")
+# Model URIs: the same code (MODEL_FORMS to one_line) in serving/model_image.py and
+# scoring/score.py. Each image is built from its own folder only, so neither can import the
+# other's copy; tests/scoring checks that the two stay identical.
+MODEL_FORMS = ("models:/<name>/<version>, models:/<name>/<stage>, models:/<name>/latest, "
+               "models:/<name>@<alias>, models:/<model_id> or runs:/<run_id>/<path>")
+# MlflowClient.get_latest_versions is deprecated (stages are), but it is what MLflow itself still
+# resolves models:/<name>/<stage> and models:/<name>/latest with; only its own warning is silenced.
+LATEST_VERSIONS_WARNING = (r"``mlflow\.tracking\.client\.MlflowClient\.get_latest_versions`` "
+                           "is deprecated")
+
+
+class ResolvedModel(NamedTuple):
+    """A model URI resolved once: `uri` names exactly what was resolved (what is downloaded),
+    `name` and `version` identify it in image tags, labels and container names (`version` is a
+    valid Docker tag: a version number, a LoggedModel's id, or run-<its run's id>)."""
+
+    uri: str
+    name: str
+    version: str
+    source: str  # where its files are: an image built from another source is rebuilt
+    run_id: str
+    what: str  # for the user: "version 3 of 'iris'"
+
+
+def docker_tag(text: str) -> str:
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+    return (tag if re.match(r"\w", tag) else f"v{tag}")[:128]
+
+
+def parse_model_uri(uri: str) -> dict[str, str]:
+    """The parts of a model URI, split as MLflow's own parsers split them (the registry's
+    models:/ forms, a LoggedModel's id, a run's artifact path)."""
+    parsed = urllib.parse.urlparse(uri, allow_fragments=False)
+    path = parsed.path[1:] if parsed.path.startswith("/") else ""
+    parts = path.split("/")
+    if parsed.scheme == "runs" and not parsed.netloc and parts[0] and "/".join(parts[1:]):
+        return {"run_id": parts[0], "path": "/".join(parts[1:])}
+    if parsed.scheme != "models" or parsed.netloc or not parts[0].strip() or len(parts) > 2:
+        raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
+    if len(parts) == 2:
+        name, suffix = parts
+        if not suffix.strip():
+            raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
+        if suffix.isdigit():
+            return {"name": name, "version": suffix}
+        if suffix.lower() == "latest":
+            return {"name": name, "stage": ""}
+        return {"name": name, "stage": suffix}
+    if "@" in path:
+        name, _, alias = path.rpartition("@")
+        if not alias.strip():
+            raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
+        return {"name": name, "alias": alias}
+    return {"model_id": path}
+
+
+def resolve(uri: str) -> ResolvedModel:
+    """Any model URI MLflow loads -> the model it names now, pinned: models:/<name>/<version> for
+    the registry's forms, models:/<model_id> for a LoggedModel, the runs:/ URI itself for a
+    run's artifacts. A URI MLflow cannot resolve fails with MLflow's own message, on one line."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    parts = parse_model_uri(uri)
     client = MlflowClient()
-    name = match["name"]
     try:
-        if match["alias"]:
-            mv = client.get_model_version_by_alias(name, match["alias"])
+        if "model_id" in parts:
+            model = client.get_logged_model(parts["model_id"])
+            return ResolvedModel(f"models:/{model.model_id}", model.name,
+                                 docker_tag(model.model_id), str(model.artifact_location),
+                                 str(model.source_run_id or ""),
+                                 f"logged model {model.model_id} ({model.name!r})")
+        if "run_id" in parts:
+            run = client.get_run(parts["run_id"])
+            run_id, path = run.info.run_id, parts["path"].strip("/")
+            pinned = f"runs:/{run_id}/{path}"
+            files = mlflow.artifacts.list_artifacts(artifact_uri=pinned)
+            if not any(f.path.rsplit("/", 1)[-1] == "MLmodel" for f in files):
+                raise Failure(f"{uri}: run {run_id} has no MLflow model at {path!r} (no MLmodel "
+                              "file there)")
+            return ResolvedModel(pinned, path, f"run-{run_id[:12]}",
+                                 f"{run.info.artifact_uri}/{path}", run_id,
+                                 f"the model at {path!r} of run {run_id}")
+        if "alias" in parts:
+            mv = client.get_model_version_by_alias(parts["name"], parts["alias"])
+        elif "version" in parts:
+            mv = client.get_model_version(parts["name"], parts["version"])
         else:
-            mv = client.get_model_version(name, match["version"])
+            stage = parts["stage"]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", LATEST_VERSIONS_WARNING, FutureWarning)
+                latest = client.get_latest_versions(parts["name"], [stage] if stage else None)
+            if not latest:  # MLflow's own words (mlflow.store.artifact.utils.models)
+                raise Failure(f"{uri} is not in the workbench's registry: No versions of model "
+                              f"with name '{parts['name']}'"
+                              + (f" and stage '{stage}'" if stage else "") + " found")
+            mv = max(latest, key=lambda v: int(v.version))
     except MlflowException as exc:
-        raise Failure(f"{uri} is not in the workbench's registry: {exc.message}") from None
-    return name, str(mv.version), mv
+        message = one_line(exc.message)
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            where = "registry" if "name" in parts else "tracking server"
+            if not parts.get("model_id", "m-").startswith("m-"):  # a registered model's name?
+                message += (f" (a registered model is models:/{parts['model_id']}/<version>, "
+                            "/<stage>, /latest or @<alias>)")
+            raise Failure(f"{uri} is not in the workbench's {where}: {message}") from None
+        raise Failure(f"{uri} cannot be resolved: {message}") from None
+    return ResolvedModel(f"models:/{mv.name}/{mv.version}", mv.name, str(mv.version),
+                         str(mv.source), str(mv.run_id or ""),
+                         f"version {mv.version} of {mv.name!r}")
+
+
+def one_line(message: str) -> str:
+    return " ".join(str(message).split())
 
 
 def python_of(dockerfile: str) -> tuple[str, str]:
@@ -224,6 +330,15 @@ def build(client: docker.DockerClient, context: Path, tag: str, labels: dict[str
         raise Failure(f"the image build failed: {error.strip()}")
 
 
+def model_dir_in(context: Path, uri: str) -> Path:
+    """Where generate-dockerfile downloaded the model: its model_dir folder, or for a runs:/ URI
+    the artifact path's folder inside it (MLflow downloads <path> into model_dir/<its last part>)."""
+    found = sorted((context / "model_dir").rglob("MLmodel"), key=lambda path: len(path.parts))
+    if not found:
+        raise Failure(f"mlflow models generate-dockerfile downloaded no MLmodel file for {uri}")
+    return found[0].parent
+
+
 def example_payload(context: Path) -> str:
     """The model's serving_input_example.json (MLflow writes it when logged with input_example),
     on one line: the curl example `make serve` prints (kept as a label of the image)."""
@@ -254,19 +369,21 @@ def main() -> int:
     os.environ["MLFLOW_TRACKING_PASSWORD"] = password
     client = docker.from_env()
 
-    name, version, mv = resolve(args.model)
+    model = resolve(args.model)
+    name, version = model.name, model.version
     image = f"workbench-model/{slug(name)}:{version}"
-    say(f"{args.model} is version {version} of {name!r} ({mv.source})")
+    say(f"{args.model} is {model.what} ({model.source})")
     result("name", name)
     result("slug", slug(name))
     result("version", version)
+    result("what", model.what)
     result("image", image)
 
     labels = {
         "org.workbench.model.name": name,
         "org.workbench.model.version": version,
-        "org.workbench.model.source": str(mv.source),
-        "org.workbench.model.run-id": str(mv.run_id or ""),
+        "org.workbench.model.source": model.source,
+        "org.workbench.model.run-id": model.run_id,
         "org.workbench.project": args.project,
         "org.workbench.serving.recipe": recipe(),
         "org.opencontainers.image.title": f"MLflow model {name} version {version}",
@@ -287,8 +404,7 @@ def main() -> int:
             started = time.monotonic()
             say("downloading the model and generating its Dockerfile "
                 "(mlflow models generate-dockerfile --env-manager local)")
-            pinned = f"models:/{name}/{version}"
-            gen = subprocess.run(["mlflow", "models", "generate-dockerfile", "-m", pinned,
+            gen = subprocess.run(["mlflow", "models", "generate-dockerfile", "-m", model.uri,
                                   "-d", str(context), "--env-manager", "local"],
                                  capture_output=True, text=True)
             if gen.returncode != 0:
@@ -298,7 +414,8 @@ def main() -> int:
             say(f"base image: {ensure_base_image(client, base_image, python_version, args.workbench_base)}")
             dockerfile, n_certs = add_workbench_steps(context, dockerfile, "PIP_INDEX_URL" in proxies)
             (context / "workbench-openapi.json").write_text(
-                json.dumps(openapi.document(context / "model_dir", name, version), indent=1))
+                json.dumps(openapi.document(model_dir_in(context, model.uri), name, version),
+                           indent=1))
             dockerfile += OPENAPI_BLOCK + SPEED_BLOCK
             (context / "Dockerfile").write_text(dockerfile)
             if n_certs:

@@ -149,7 +149,7 @@ cmd_serve() {
 	payload="${payload//\'/\'\\\'\'}"
 	cat <<EOF
 
-Serving $model (version ${r[version]} of '${r[name]}') at http://$host:$port
+Serving $model (${r[what]:-version ${r[version]} of '${r[name]}'}) at http://$host:$port
   container  $name   (restart unless-stopped, MLFLOW_MODELS_WORKERS=$workers)
   image      ${r[image]}   ${r[size]}
 

@@ -35,7 +35,7 @@ CHUNK = "700"  # several chunks per file, so the progress and the chunk seams ar
 OTHER_UID = 4321  # a caller who is neither root nor has a passwd entry in the image
 
 REGISTER = r"""
-import base64, io, json
+import base64, io, json, warnings
 import numpy as np
 import pandas as pd
 import mlflow
@@ -50,11 +50,18 @@ mlflow.set_experiment("scoring-tests")
 client = MlflowClient()
 
 
+logged = {{}}  # name -> its LoggedModel's id and run (test_every_model_uri_mlflow_loads)
+
+
 def register(name, flavor, model, X):
     with mlflow.start_run():
         info = flavor.log_model(model, name="model", input_example=X.head(3),
                                 registered_model_name=name)
     client.set_registered_model_alias(name, "champion", info.registered_model_version)
+    with warnings.catch_warnings():  # stages are deprecated, and still resolved
+        warnings.simplefilter("ignore", FutureWarning)
+        client.transition_model_version_stage(name, info.registered_model_version, "Staging")
+    logged[name] = {{"model_id": info.model_id, "run_id": info.run_id}}
     return mlflow.pyfunc.load_model(f"models:/{{name}}@champion")
 
 
@@ -92,7 +99,8 @@ data["id"] = rng.permutation(np.arange(100_000, 100_000 + 7 * ROWS))[:ROWS]  # u
 data["note"] = [f"row {{i}}, not a feature" for i in range(ROWS)]
 data = data[list(rng.permutation(data.columns))]  # not the model's column order
 out["diabetes"] = {{"model": name, "ids": [str(i) for i in data["id"]], "predictions": expected,
-                   "bounds": bounds, "columns": list(X.columns), "files": files(data)}}
+                   "bounds": bounds, "columns": list(X.columns), "files": files(data),
+                   "logged": logged[name]}}
 # The same rows without an id column: the row number is the ID.
 out["noid"] = {{"model": name, "ids": [str(i) for i in range(ROWS)], "predictions": expected,
                "bounds": bounds, "columns": list(X.columns), "files": files(data.drop(columns=["id"]))}}
@@ -276,6 +284,57 @@ def test_scores_as_the_loaded_model(stack, data, inputs, workdir, request, engin
     assert f"wrote {ROWS:,} predictions to {output}" in result.stdout
 
 
+# A URI form -> what score.py says it is ({name}: the diabetes model, whose only version 1 is
+# in the Staging stage and has the alias champion; {model_id} and {run_id}: version 1's).
+URI_FORMS = [
+    pytest.param("models:/{name}/Staging", "version 1 of '{name}'", id="stage"),
+    pytest.param("models:/{name}/staging", "version 1 of '{name}'", id="stage-lower-case"),
+    pytest.param("models:/{name}/latest", "version 1 of '{name}'", id="latest"),
+    pytest.param("models:/{name}@champion", "version 1 of '{name}'", id="alias"),
+    pytest.param("models:/{name}/1", "version 1 of '{name}'", id="version"),
+    pytest.param("models:/{model_id}", "logged model {model_id} ('model')", id="logged-model-id"),
+    pytest.param("runs:/{run_id}/model", "the model at 'model' of run {run_id}", id="run"),
+]
+
+
+@pytest.mark.parametrize("form,what", URI_FORMS)
+def test_every_model_uri_mlflow_loads_scores_the_same(stack, data, inputs, workdir, form, what):
+    """Each form MLflow's own load_model accepts is resolved once (the deprecated stage URI
+    without a deprecation warning) and scores exactly as the model loaded in-process."""
+    expected = data["diabetes"]
+    fill = {"name": expected["model"], **expected["logged"]}
+    uri = form.format(**fill)
+    output = workdir / f"uri-{uuid.uuid4().hex[:8]}.csv"
+    result = score(stack, MODEL=uri, INPUT=str(inputs["diabetes", "csv"]), OUTPUT=str(output))
+    assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+    assert f"==> {uri} is {what.format(**fill)} (" in result.stdout, result.stdout
+    assert "get_latest_versions" not in result.stdout + result.stderr
+    check_predictions(stack, output, "id", expected)
+
+
+def test_model_uris_are_resolved_alike_by_make_serve_and_make_score():
+    """Each image is built from its own folder, so the code that resolves model URIs is in both
+    serving/model_image.py and scoring/score.py: the same code, exactly."""
+    import ast
+
+    shared = {"MODEL_FORMS", "LATEST_VERSIONS_WARNING", "ResolvedModel", "docker_tag",
+              "parse_model_uri", "resolve", "one_line"}
+
+    def definitions(path: Path) -> dict[str, str]:
+        source = path.read_text()
+        found = {}
+        for node in ast.parse(source).body:
+            names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            for name in [getattr(node, "name", None), *names]:
+                if name in shared:
+                    found[name] = ast.get_source_segment(source, node)
+        return found
+
+    serving = definitions(REPO / "serving" / "model_image.py")
+    assert set(serving) == shared
+    assert definitions(REPO / "scoring" / "score.py") == serving
+
+
 def test_the_scoring_image_has_jupyters_library_versions():
     """A model logged in JupyterLab loads with the very libraries it was logged with."""
     def pins(path: Path) -> dict[str, str]:
@@ -401,7 +460,8 @@ def test_the_same_job_runs_on_a_spark_cluster(stack, data, inputs, workdir, spar
 # ---- bad input --------------------------------------------------------------------------------
 
 def bad(stack, inputs, workdir, **settings: str) -> subprocess.CompletedProcess:
-    settings.setdefault("MODEL", f"models:/{settings.pop('model')}@champion")
+    if "MODEL" not in settings:
+        settings["MODEL"] = f"models:/{settings.pop('model')}@champion"
     settings.setdefault("INPUT", str(inputs["diabetes", "csv"]))
     output = Path(settings.setdefault("OUTPUT", str(workdir / f"bad-{uuid.uuid4().hex[:8]}.csv")))
     result = score(stack, **settings)
@@ -443,9 +503,28 @@ def test_columns_the_signature_requires_are_missing(stack, data, inputs, workdir
     assert "lacks column(s) the model's signature requires: bmi, s5" in result.stderr, result.stderr
 
 
-def test_a_model_not_in_the_registry(stack, data, inputs, workdir):
-    result = bad(stack, inputs, workdir, model="no-such-model")
-    assert "error: models:/no-such-model@champion is not in the workbench's registry" in result.stderr
+# A model URI that names nothing -> where it is not, and MLflow's message ({hex}: random).
+UNKNOWN = {
+    "models:/no-such-model@champion": ("registry", "Registered Model with name=no-such-model not found"),
+    "models:/no-such-model/1": ("registry", "Model Version (name=no-such-model, version=1) not found"),
+    "runs:/{hex}/model": ("tracking server", "Run with id={hex} not found"),
+    "models:/m-{hex}": ("tracking server", "Logged model with ID 'm-{hex}' not found."),
+}
+
+
+@pytest.mark.parametrize("form", list(UNKNOWN))
+def test_a_model_that_is_not_there(stack, inputs, workdir, form):
+    """One readable line: the URI and MLflow's own words; no traceback (score() checks that no
+    password is printed)."""
+    hex_id = uuid.uuid4().hex
+    uri = form.format(hex=hex_id)
+    where, mlflow_says = UNKNOWN[form]
+    result = bad(stack, inputs, workdir, MODEL=uri)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: {uri} is not in the workbench's {where}: "), errors
+    assert errors[0].endswith(mlflow_says.format(hex=hex_id)), errors
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("engine", ["pandas", "spark"])

@@ -21,11 +21,12 @@ import uuid
 
 import pytest
 
-from utils.serving import free_port, model_images_removed_afterwards, serve
+from utils.serving import free_port, model_images_removed_afterwards, remove_image, resolve, serve
 from utils.stack import http_session
 
 REGISTER = r"""
 import json
+import warnings
 import mlflow
 from mlflow import MlflowClient
 from sklearn.datasets import load_iris
@@ -35,7 +36,7 @@ NAME = {name!r}
 X, y = load_iris(return_X_y=True, as_frame=True)
 mlflow.set_experiment("serving-tests")
 client = MlflowClient()
-predictions = {{}}
+predictions, logged = {{}}, {{}}
 for version_c in (1.0, 0.01):  # two versions that disagree on some rows
     with mlflow.start_run():
         model = LogisticRegression(C=version_c, max_iter=1000).fit(X, y)
@@ -44,10 +45,14 @@ for version_c in (1.0, 0.01):  # two versions that disagree on some rows
     version = info.registered_model_version
     loaded = mlflow.pyfunc.load_model(f"models:/{{NAME}}/{{version}}")
     predictions[str(version)] = [int(p) for p in loaded.predict(X)]
+    logged[str(version)] = {{"model_id": info.model_id, "run_id": info.run_id}}
 client.set_registered_model_alias(NAME, "champion", "1")
 client.set_registered_model_alias(NAME, "challenger", "2")
+with warnings.catch_warnings():  # stages are deprecated, still resolved (test_every_model_uri...)
+    warnings.simplefilter("ignore", FutureWarning)
+    client.transition_model_version_stage(NAME, "2", "Staging")
 print(json.dumps({{"columns": list(X.columns), "data": X.values.tolist(),
-                  "predictions": predictions}}))
+                  "predictions": predictions, "logged": logged}}))
 """
 
 
@@ -77,11 +82,12 @@ def served(stack, model):
                 serve(stack, "stop", MODEL=server["uri"], PORT="")
 
 
-def containers(stack, model) -> list[dict]:
-    """The served-model containers of this module's model."""
+def containers(stack, model, label: str = "") -> list[dict]:
+    """The served-model containers of this module's model (or those with `label`)."""
+    label = label or f"org.workbench.model.name={model['name']}"
     filters = ["--filter", "label=org.workbench.serving=true",
                "--filter", f"label=org.workbench.project={stack.project}",
-               "--filter", f"label=org.workbench.model.name={model['name']}"]
+               "--filter", f"label={label}"]
     ids = subprocess.run(["docker", "ps", "-a", "-q", *filters], capture_output=True, text=True,
                          check=True).stdout.split()
     if not ids:
@@ -320,10 +326,100 @@ def test_a_port_in_use_by_another_program_fails_and_leaves_no_container(stack, s
         str(served["1"]["port"]), str(served["2"]["port"])}
 
 
-def test_an_unknown_model_fails_with_a_clear_message(stack, served):
-    result = serve(stack, "serve", MODEL="models:/no-such-model@champion", PORT=str(free_port()))
+# ---- every model URI MLflow loads ----
+
+# A URI form -> the registered version it names now (version 2 is in the Staging stage, the
+# latest; champion is version 1; the LoggedModel and the run are version 1's), and what it
+# resolves to: the pinned URI the image is built from, and the name and "version" of its image
+# tag and container name. {name}, {model_id}, {run_id} and {run12} (the run id's first 12
+# characters) come from the module's model.
+URI_FORMS = [
+    pytest.param("models:/{name}/Staging", "2", "models:/{name}/2", "{name}", "2", id="stage"),
+    pytest.param("models:/{name}/staging", "2", "models:/{name}/2", "{name}", "2",
+                 id="stage-lower-case"),
+    pytest.param("models:/{name}/latest", "2", "models:/{name}/2", "{name}", "2", id="latest"),
+    pytest.param("models:/{name}@champion", "1", "models:/{name}/1", "{name}", "1", id="alias"),
+    pytest.param("models:/{name}/1", "1", "models:/{name}/1", "{name}", "1", id="version"),
+    pytest.param("models:/{model_id}", "1", "models:/{model_id}", "model", "{model_id}",
+                 id="logged-model-id"),
+    pytest.param("runs:/{run_id}/model", "1", "runs:/{run_id}/model", "model", "run-{run12}",
+                 id="run"),
+]
+# Served end to end: the stage (its image is version 2's, built by `served`: reused, no build),
+# and the run's model, the one more image this builds (from the same files as version 1: the
+# build cache has its layers).
+SERVED_FORMS = {"models:/{name}/Staging", "runs:/{run_id}/model"}
+
+
+@pytest.mark.parametrize("form,version,pinned,image_name,image_version", URI_FORMS)
+def test_every_model_uri_mlflow_loads_is_served(stack, served, model, form, version, pinned,
+                                               image_name, image_version):
+    """Each form MLflow's own load_model accepts resolves (in serve.sh's tools container) to the
+    immutable URI of what it names now, tagged by a name and version Docker accepts; the
+    deprecated stage URI without a deprecation warning. Two forms are served and answer as the
+    loaded model they name."""
+    logged = model["logged"]["1"]
+    fill = {"name": model["name"], **logged, "run12": logged["run_id"][:12]}
+    uri = form.format(**fill)
+    resolved, stderr = resolve(stack, uri)
+    assert "error" not in resolved, resolved
+    assert (resolved["uri"], resolved["name"], resolved["version"]) == (
+        pinned.format(**fill), image_name.format(**fill), image_version.format(**fill))
+    assert re.fullmatch(r"\w[\w.-]{0,127}", resolved["version"]), "not a Docker tag"
+    assert "get_latest_versions" not in stderr, stderr
+
+    if form not in SERVED_FORMS:
+        return
+    port = free_port()
+    image = f"workbench-model/{image_name.format(**fill)}:{resolved['version']}"
+    try:
+        result = serve(stack, "serve", MODEL=uri, PORT=str(port))
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"serve {uri} failed\n{output[-8000:]}"
+        assert stack.secrets["MLFLOW_ADMIN_PASSWORD"] not in output
+        assert "get_latest_versions" not in output
+        assert f"Serving {uri} ({resolved['what']}) at http://127.0.0.1:{port}" in result.stdout
+        if image_name == "{name}":
+            assert "already built from this model version" in result.stdout  # version 2's image
+        running = containers(stack, model, label=f"org.workbench.model.uri={uri}")
+        assert [c["Name"].lstrip("/") for c in running] == [
+            f"{stack.project}-serve-{image_name.format(**fill)}-v{resolved['version']}-p{port}"]
+        assert running[0]["Config"]["Image"] == image
+        labels = running[0]["Config"]["Labels"]
+        assert labels["org.workbench.model.version"] == resolved["version"]
+        response = predict(f"http://127.0.0.1:{port}", *payloads(model)["dataframe_split"])
+        assert response.status_code == 200, response.text
+        assert response.json() == {"predictions": model["predictions"][version]}
+    finally:
+        serve(stack, "stop", MODEL=uri, PORT="")
+        if image_name != "{name}":  # the module's own images are removed at its end
+            remove_image(image)
+
+
+# A model URI that names nothing -> where it is not, and MLflow's message ({hex}: random).
+UNKNOWN = {
+    "models:/no-such-model@champion": ("registry", "Registered Model with name=no-such-model not found"),
+    "models:/no-such-model/1": ("registry", "Model Version (name=no-such-model, version=1) not found"),
+    "runs:/{hex}/model": ("tracking server", "Run with id={hex} not found"),
+    "models:/m-{hex}": ("tracking server", "Logged model with ID 'm-{hex}' not found."),
+}
+
+
+@pytest.mark.parametrize("form", list(UNKNOWN))
+def test_an_unknown_model_fails_with_mlflows_message(stack, form):
+    """One readable line: the URI and MLflow's own words; no traceback, no password."""
+    hex_id = uuid.uuid4().hex
+    uri = form.format(hex=hex_id)
+    where, mlflow_says = UNKNOWN[form]
+    result = serve(stack, "serve", MODEL=uri, PORT=str(free_port()))
+    output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "models:/no-such-model@champion is not in the workbench's registry" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: {uri} is not in the workbench's {where}: "), errors
+    assert errors[0].endswith(mlflow_says.format(hex=hex_id)), errors
+    assert "Traceback" not in output
+    assert stack.secrets["MLFLOW_ADMIN_PASSWORD"] not in output
 
 
 def test_serve_stop_by_port_removes_only_that_model(stack, served, model):

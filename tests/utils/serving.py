@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,19 @@ from utils.stack import REPO, Stack, image_present
 
 SERVE = REPO / "serving" / "serve.sh"
 STAND_IN = "python:3.11.2-slim"
+TOOLS_IMAGE = "workbench/serving-tools:local"
+# model_image.py's resolve() alone, in the tools image serve.sh builds (no model image is built):
+# the password on stdin as serve.sh gives it, the result (or the Failure's message) as JSON.
+RESOLVE = """
+import json, os, sys
+sys.path.insert(0, "/opt/serving")
+import model_image
+os.environ["MLFLOW_TRACKING_PASSWORD"] = model_image.read_stdin()[0]
+try:
+    print(json.dumps(model_image.resolve(sys.argv[1])._asdict()))
+except model_image.Failure as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
 
 
 def free_port() -> int:
@@ -57,3 +71,21 @@ def remove_model_images(name: str) -> None:
                             capture_output=True, text=True).stdout.split()
     if images:
         subprocess.run(["docker", "image", "rm", "-f", *images], capture_output=True)
+
+
+def resolve(stack: Stack, uri: str) -> tuple[dict, str]:
+    """What serve.sh's tools container resolves `uri` to (model_image.resolve: the pinned URI,
+    name, version...; or {"error": message}), and its stderr. Needs the tools image (any
+    serve.sh serve of this test session builds it)."""
+    result = subprocess.run(
+        ["docker", "run", "--rm", "-i", "--network", f"{stack.project}_frontend",
+         "-e", "MLFLOW_TRACKING_URI=http://mlflow-server:5000", "-e", "MLFLOW_TRACKING_USERNAME=admin",
+         "--entrypoint", "python3", TOOLS_IMAGE, "-c", RESOLVE, uri],
+        input=f"password={stack.secrets['MLFLOW_ADMIN_PASSWORD']}\n", capture_output=True,
+        text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+def remove_image(image: str) -> None:
+    subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
