@@ -127,7 +127,7 @@ bench: up ## benchmark against the plain setup and the floors; writes bench/resu
 .PHONY: test
 test: export PYTEST_ARGS ?=
 test: prerequisites ca-certificates base-image .venv ## run the test suite (brings up its own isolated stack)
-	@echo "==> pytest $$PYTEST_ARGS (an isolated stack under its own project name; README.md, Testing)"
+	@echo "==> pytest $$PYTEST_ARGS (an isolated stack under its own project name; tests/README.md)"
 	@$(call split_words,PYTEST_ARGS,args); .venv/bin/python -m pytest "$${args[@]}"
 
 .PHONY: browser

@@ -93,7 +93,7 @@ def log_metric(url: str, clients: int, calls: int) -> dict:
         wall = time.perf_counter() - start
     latencies = [x for r, _ in results for x in r]
     # The client's own CPU time per call (MLflow's client, in these processes): on 2 cores it
-    # takes its share from the servers' (README, Performance).
+    # takes its share from the servers' (bench/README.md).
     return {"calls_per_s": len(latencies) / wall, "p50_ms": pct(latencies, 0.5) * 1000,
             "p99_ms": pct(latencies, 0.99) * 1000,
             "client_cpu_ms": sum(c for _, c in results) / len(latencies) * 1000}

@@ -6,7 +6,7 @@ format) of the database to the mlflow-server-migrations volume; then it runs the
 alone, before mlflow-server starts (Compose: service_completed_successfully), so there is
 exactly one migrator. A schema already at head is left untouched: no dump, no change.
 
-Rollback (README, "Upgrades"): stop the stack, `pg_restore --clean` the dump named after the
+Rollback (docs/operations.md, "Upgrades"): stop the stack, `pg_restore --clean` the dump named after the
 old revision, and go back to the previous image.
 
 Then it brings the basic-auth user store to its head and creates the admin user: MLflow's own

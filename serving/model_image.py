@@ -75,7 +75,7 @@ RUN conf="$(python -c 'import mlflow.models, pathlib; print(pathlib.Path(mlflow.
 """
 # Appended too: uvicorn's own fast event loop and HTTP parser, which it uses when installed
 # (uvicorn[standard] has them; MLflow installs plain uvicorn). make bench: 311 against 239
-# requests/s at 8 clients for the same nginx + 2 workers (README, Performance). Pinned: the
+# requests/s at 8 clients for the same nginx + 2 workers (bench/README.md). Pinned: the
 # versions measured.
 SPEED_BLOCK = """
 # Added by the workbench (serving/model_image.py): uvloop and httptools for uvicorn.
