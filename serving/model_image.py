@@ -73,7 +73,19 @@ RUN conf="$(python -c 'import mlflow.models, pathlib; print(pathlib.Path(mlflow.
  && sed -i 's|^    location / {|    location = /openapi.json {\n      root /opt/workbench;\n      default_type application/json;\n      add_header Access-Control-Allow-Origin "*";\n    }\n\n    location / {|' "$conf" \
  && grep -q 'location = /openapi.json' "$conf"
 """
-# Appended too: uvicorn's own fast event loop and HTTP parser, which it uses when installed
+# Inserted before MLflow's `COPY <model> /opt/ml/model`: the model's requirements in a layer of
+# their own, ahead of the model's files. Every model logged from the same environment (each new
+# version of a model, most models of one notebook) has the same requirements.txt, so it shares
+# this layer and its image builds in seconds instead of installing them again; MLflow's own
+# install step after the COPY then finds them installed. Where MLflow's Dockerfile has no such
+# COPY line, the image is built as MLflow wrote it (and says so).
+DEPS_BLOCK = """
+# Added by the workbench (serving/model_image.py): the model's requirements before its files.
+COPY workbench-requirements.txt /tmp/workbench-requirements.txt
+RUN pip install -r /tmp/workbench-requirements.txt && rm /tmp/workbench-requirements.txt
+"""
+MODEL_COPY = re.compile(r"^COPY \S+ /opt/ml/model$")
+# Inserted with it too: uvicorn's own fast event loop and HTTP parser, which it uses when installed
 # (uvicorn[standard] has them; MLflow installs plain uvicorn). make bench: 311 against 239
 # requests/s at 8 clients for the same nginx + 2 workers (bench/README.md). Pinned: the
 # versions measured.
@@ -312,6 +324,19 @@ def add_workbench_steps(context: Path, dockerfile: str, pip_index: bool) -> tupl
     return "\n".join(lines[: at + 1] + block.split("\n") + lines[at + 1:]), len(certs)
 
 
+def share_dependency_layer(context: Path, dockerfile: str, model_dir: Path) -> tuple[str, bool]:
+    """DEPS_BLOCK and SPEED_BLOCK before MLflow's COPY of the model (True), or SPEED_BLOCK at
+    the end where that line or the model's requirements.txt is not there (False)."""
+    lines = dockerfile.split("\n")
+    at = next((i for i, line in enumerate(lines) if MODEL_COPY.match(line)), None)
+    requirements = model_dir / "requirements.txt"
+    if at is None or not requirements.is_file():
+        return dockerfile + SPEED_BLOCK, False
+    shutil.copy(requirements, context / "workbench-requirements.txt")
+    block = (DEPS_BLOCK + SPEED_BLOCK).split("\n")
+    return "\n".join(lines[:at] + block + lines[at:]), True
+
+
 def build(client: docker.DockerClient, context: Path, tag: str, labels: dict[str, str],
           buildargs: dict[str, str]) -> None:
     """Build through the Docker API, printing the build's output as it comes."""
@@ -413,10 +438,15 @@ def main() -> int:
             base_image, python_version = python_of(dockerfile)
             say(f"base image: {ensure_base_image(client, base_image, python_version, args.workbench_base)}")
             dockerfile, n_certs = add_workbench_steps(context, dockerfile, "PIP_INDEX_URL" in proxies)
+            model_dir = model_dir_in(context, model.uri)
             (context / "workbench-openapi.json").write_text(
-                json.dumps(openapi.document(model_dir_in(context, model.uri), name, version),
-                           indent=1))
-            dockerfile += OPENAPI_BLOCK + SPEED_BLOCK
+                json.dumps(openapi.document(model_dir, name, version), indent=1))
+            dockerfile, shared = share_dependency_layer(context, dockerfile, model_dir)
+            if not shared:
+                say("MLflow's Dockerfile has no `COPY <model> /opt/ml/model` line or the model no "
+                    "requirements.txt: its requirements are installed by MLflow's own step only "
+                    "(no layer shared with other models' images)")
+            dockerfile += OPENAPI_BLOCK
             (context / "Dockerfile").write_text(dockerfile)
             if n_certs:
                 say(f"the image trusts {n_certs} extra CA certificate(s) (base/ca-certificates)")
