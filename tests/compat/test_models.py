@@ -405,7 +405,7 @@ def test_spark_udf_in_the_scoring_image(stack, logged_models, admin_auth):
          "--tmpfs", "/tmp:rw,exec", "--entrypoint", "python3", image, "-c", code],
         input=admin_auth[1] + "\n", capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
-    line = next(l for l in result.stdout.splitlines() if l.startswith("COMPAT "))
+    line = next(out for out in result.stdout.splitlines() if out.startswith("COMPAT "))
     assert _flat(json.loads(line.removeprefix("COMPAT "))) == _flat(model["pyfunc"])
 
 

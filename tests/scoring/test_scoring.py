@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from utils.serving import UNKNOWN
 from utils.stack import REPO
 
 SCORE = REPO / "scoring" / "score.sh"
@@ -501,15 +502,6 @@ def test_columns_the_signature_requires_are_missing(stack, data, inputs, workdir
                               for line in lines[:50]) + "\n")
     result = bad(stack, inputs, workdir, model=data["diabetes"]["model"], INPUT=str(path))
     assert "lacks column(s) the model's signature requires: bmi, s5" in result.stderr, result.stderr
-
-
-# A model URI that names nothing -> where it is not, and MLflow's message ({hex}: random).
-UNKNOWN = {
-    "models:/no-such-model@champion": ("registry", "Registered Model with name=no-such-model not found"),
-    "models:/no-such-model/1": ("registry", "Model Version (name=no-such-model, version=1) not found"),
-    "runs:/{hex}/model": ("tracking server", "Run with id={hex} not found"),
-    "models:/m-{hex}": ("tracking server", "Logged model with ID 'm-{hex}' not found."),
-}
 
 
 @pytest.mark.parametrize("form", list(UNKNOWN))

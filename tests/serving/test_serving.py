@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from utils.serving import free_port, model_images_removed_afterwards, remove_image, resolve, serve
+from utils.serving import UNKNOWN, free_port, model_images_removed_afterwards, remove_image, resolve, serve
 from utils.stack import http_session
 
 REGISTER = r"""
@@ -394,15 +394,6 @@ def test_every_model_uri_mlflow_loads_is_served(stack, served, model, form, vers
         serve(stack, "stop", MODEL=uri, PORT="")
         if image_name != "{name}":  # the module's own images are removed at its end
             remove_image(image)
-
-
-# A model URI that names nothing -> where it is not, and MLflow's message ({hex}: random).
-UNKNOWN = {
-    "models:/no-such-model@champion": ("registry", "Registered Model with name=no-such-model not found"),
-    "models:/no-such-model/1": ("registry", "Model Version (name=no-such-model, version=1) not found"),
-    "runs:/{hex}/model": ("tracking server", "Run with id={hex} not found"),
-    "models:/m-{hex}": ("tracking server", "Logged model with ID 'm-{hex}' not found."),
-}
 
 
 @pytest.mark.parametrize("form", list(UNKNOWN))

@@ -89,3 +89,12 @@ def resolve(stack: Stack, uri: str) -> tuple[dict, str]:
 
 def remove_image(image: str) -> None:
     subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
+
+
+# make serve's and make score's tests: a model URI that names nothing -> where it is not, and MLflow's message ({hex}: random).
+UNKNOWN = {
+    "models:/no-such-model@champion": ("registry", "Registered Model with name=no-such-model not found"),
+    "models:/no-such-model/1": ("registry", "Model Version (name=no-such-model, version=1) not found"),
+    "runs:/{hex}/model": ("tracking server", "Run with id={hex} not found"),
+    "models:/m-{hex}": ("tracking server", "Logged model with ID 'm-{hex}' not found."),
+}
