@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 
 import pytest
 
@@ -224,6 +225,40 @@ def test_a_user_who_is_not_an_admin_is_authorized_by_mlflow(stack, mlflow_url, a
     assert written.status_code == 200, written.text
     assert counted(before, fast_path_counts(admin, mlflow_url)) == {("log-metric", "fast"): 1}
     assert stack.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}'") == [["1"]]
+
+
+def test_a_demoted_or_deleted_admin_loses_its_rights_on_every_worker_within_a_second(
+        stack, mlflow_url, admin_auth, unique_name):
+    """Each worker caches a successful login (MLFLOW_AUTH_CACHE_TTL_SECONDS, 1 s) with the user's
+    admin flag; MLflow drops it only in the worker that answered the change. Every worker holds
+    both admins' logins (new connections spread over them), then one is demoted and one deleted:
+    a second later no worker lets either write to a run they have no permission on."""
+    admin = http_session(admin_auth)
+    run_id = new_run(admin, mlflow_url, new_experiment(admin, mlflow_url, unique_name))
+    body = {"run_id": run_id, "key": "m", "value": 1.0, "timestamp": NOW}
+    users = {f"{change}-{unique_name[-8:]}": change for change in ("demoted", "deleted")}
+    for user in users:
+        created = admin.post(f"{mlflow_url}/api/2.0/mlflow/users/create", timeout=10,
+                             json={"username": user, "password": f"{user} long password"})
+        assert created.status_code == 200, created.text
+        promoted = admin.patch(f"{mlflow_url}/api/2.0/mlflow/users/update-admin", timeout=10,
+                               json={"username": user, "is_admin": True})
+        assert promoted.status_code == 200, promoted.text
+
+    def writes(user: str, step: int) -> int:  # a new connection each time: any worker
+        return http_session((user, f"{user} long password")).post(
+            f"{mlflow_url}/api/2.0/mlflow/runs/log-metric", json={**body, "step": step}, timeout=30).status_code
+
+    assert {writes(user, step) for user in users for step in range(20)} == {200}
+    assert admin.patch(f"{mlflow_url}/api/2.0/mlflow/users/update-admin", timeout=10,
+                       json={"username": "demoted-" + unique_name[-8:], "is_admin": False}).status_code == 200
+    assert admin.delete(f"{mlflow_url}/api/2.0/mlflow/users/delete", timeout=10,
+                        json={"username": "deleted-" + unique_name[-8:]}).status_code == 200
+    written = int(stack.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}'")[0][0])
+    time.sleep(1.5)  # the cache's bound (1 s), and a margin
+    answers = {change: {writes(user, 100 + step) for step in range(20)} for user, change in users.items()}
+    assert answers == {"demoted": {403}, "deleted": {401}}
+    assert stack.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}'") == [[str(written)]]
 
 
 def test_the_fast_path_keeps_mlflows_host_and_origin_checks(mlflow_url, admin_auth, unique_name):
