@@ -8,7 +8,7 @@ timing, workspaces) on its way to a route or the Flask mount: ~2 ms of CPU a req
 for an upload, a hop through all three for every chunk of its body. For the calls below, all
 three only pass the request on (no workspaces, not a gateway path, and the authorization is done
 here, by MLflow's own checks), so the fast paths run the app's other middlewares (host
-validation, CORS, security headers), built from its own middleware list, around their answer:
+validation, CORS, security headers: KEPT_MIDDLEWARES, an explicit allow-list) around their answer:
 
 1. **Metric writes.** `log-metric` and a metrics-only `log-batch`, the calls a training loop
    makes all the time, are answered with one prepared SQL statement instead of going on through
@@ -34,8 +34,13 @@ validation, CORS, security headers), built from its own middleware list, around 
    its Content-Length, instead of copying the whole file to the server's /tmp first. Anything but
    a plain file of the workbench's FTP store goes to MLflow's own route.
 
-WORKBENCH_FAST_PATHS=false turns 1. and 2. off, WORKBENCH_STREAMED_DOWNLOADS=false 3.; both off,
-the app is MLflow's basic-auth app as it is.
+They run only where they were verified. create_app resolves every MLflow name they use (private
+ones too) once, and starts with them **off**, MLflow's own app answering everything, when a name
+is missing or its parameters changed, MLflow is not VERIFIED_MLFLOW_VERSION, the database schema
+is not the one recorded at the image's build, MLflow's middleware list holds one they do not
+know, or WORKBENCH_FAST_PATHS=false. It says why in one log line, in GET /health/fast-paths and
+in the workbench_fast_paths_enabled gauge. WORKBENCH_STREAMED_DOWNLOADS=false turns 3. off alone.
+Off, the app is MLflow's basic-auth app as it is, behind the request guard.
 """
 
 from __future__ import annotations
@@ -97,32 +102,191 @@ def _setting(name: str) -> bool:
     return os.environ.get(name, "true").strip().lower() not in ("false", "0", "no", "off")
 
 
+# ---- what the fast paths depend on, checked once per worker in create_app ----------------------
+
+# The MLflow release the fast paths were verified with: tests/mlflow-server pass with them on and
+# off. Another MLflow starts with them off until they are verified again and this is moved
+# (mlflow-server/README.md, "Upgrading MLflow").
+VERIFIED_MLFLOW_VERSION = "3.17.2"
+# Every MLflow name the fast paths use, the private ones too: (module, name, its parameters, or
+# None for a value). One missing, or a function whose parameters changed, turns them off.
+MLFLOW_NAMES = {
+    "authenticate": ("mlflow.server.auth", "_authenticate_fastapi_request", ("request",)),
+    "before_request": ("mlflow.server.auth", "_before_request", ()),
+    "find_validator": ("mlflow.server.auth", "_find_fastapi_validator", ("path", "method")),
+    "response_filters": ("mlflow.server.auth", "FASTAPI_ENDPOINT_RESPONSE_FILTERS", None),
+    "auth_config": ("mlflow.server.auth", "auth_config", None),
+    "static_prefix_env_var": ("mlflow.server.auth", "STATIC_PREFIX_ENV_VAR", None),
+    "default_authorization": ("mlflow.server.auth.config", "DEFAULT_AUTHORIZATION_FUNCTION", None),
+    "enable_workspaces": ("mlflow.environment_variables", "MLFLOW_ENABLE_WORKSPACES", None),
+    "upload_artifact": ("mlflow.server.artifact_router", "upload_artifact", ("artifact_path", "request")),
+    "download_artifact": ("mlflow.server.artifact_router", "download_artifact", ("artifact_path",)),
+    "serving_proxied_artifacts": ("mlflow.server.artifact_router", "_is_serving_proxied_artifacts", ()),
+    "workspace_scoped_path": ("mlflow.server.artifact_router", "_get_workspace_scoped_path", ("artifact_path",)),
+    "artifact_repo": ("mlflow.server.artifact_router", "_get_artifact_repo", ()),
+    "content_disposition": ("mlflow.server.artifact_router", "_content_disposition", ("filename",)),
+    "guess_mime_type": ("mlflow.utils.mime_type_utils", "_guess_mime_type", ("file_path",)),
+    "validate_path_is_safe": ("mlflow.utils.uri", "validate_path_is_safe", ("path",)),
+    "validate_metric": ("mlflow.utils.validation", "_validate_metric", ("key", "value", "timestamp", "step", "path")),
+    "validate_run_id": ("mlflow.utils.validation", "_validate_run_id", ("run_id", "path")),
+    "MlflowException": ("mlflow.exceptions", "MlflowException", None),
+}
+# MLflow's middlewares (its app's own list) and what the fast paths do with each: these three
+# `@app.middleware("http")` functions only pass a metric write or an artifact transfer on (no
+# workspaces, not a gateway path, and the authorization is done by MLflow's own checks here), so
+# they are left out; these classes run around the fast paths' answers. Anything else in the list
+# turns the fast paths off: it might do something for these calls.
+SKIPPED_MIDDLEWARES = {"fastapi_permission_middleware", "gateway_timing_middleware", "workspace_context_middleware"}
+KEPT_MIDDLEWARES = {"SecurityHeadersMiddleware", "CORSBlockingMiddleware", "CORSMiddleware", "HostValidationMiddleware"}
+# The schema revisions of the image's MLflow, recorded at build (mlflow-server/Dockerfile): the
+# fast metric path writes MLflow's tables itself.
+SCHEMA_HEADS = os.environ.get("WORKBENCH_SCHEMA_HEADS", "/opt/mlflow-server/schema-heads.json")
+STATUS_PATH = "/health/fast-paths"
+
+# The resolved names (a namespace of MLFLOW_NAMES' keys), set by create_app when all were found.
+mlflow_api = None
+
+
+class _Off(Exception):
+    """Why the fast paths stay off in this worker."""
+
+
+def _resolve_mlflow_names():
+    import importlib
+    import inspect
+    import types
+
+    found = {}
+    for key, (module_name, name, parameters) in MLFLOW_NAMES.items():
+        try:
+            value = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError):
+            raise _Off(f"{module_name}.{name} is gone") from None
+        if parameters is not None:
+            try:
+                actual = tuple(inspect.signature(value).parameters)
+            except (TypeError, ValueError):
+                actual = None
+            if actual != parameters:
+                raise _Off(f"{module_name}.{name} changed: parameters {actual}, verified with {parameters}")
+        found[key] = value
+    return types.SimpleNamespace(**found)
+
+
+def _middlewares_to_keep(app) -> list:
+    """MLflow's middlewares the fast paths run around their answers, outermost first."""
+    kept = []
+    for middleware in app.user_middleware:  # [0] is the outermost
+        dispatch = middleware.kwargs.get("dispatch")
+        name = getattr(dispatch, "__name__", None) if dispatch is not None else middleware.cls.__name__
+        if name in SKIPPED_MIDDLEWARES and dispatch is not None:
+            continue
+        if name not in KEPT_MIDDLEWARES or dispatch is not None:
+            raise _Off(f"MLflow's app has a middleware the fast paths do not know: {name}")
+        kept.append(middleware)
+    return kept
+
+
+def _schema_is_current() -> None:
+    import sqlalchemy
+
+    try:
+        with open(SCHEMA_HEADS) as file:
+            head = json.load(file)["tracking"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise _Off(f"no schema head recorded at build ({SCHEMA_HEADS}: {exc.__class__.__name__})") from None
+    engine = sqlalchemy.create_engine(os.environ["MLFLOW_BACKEND_STORE_URI"], poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            revision = connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception as exc:
+        raise _Off(f"the database's schema revision could not be read ({exc.__class__.__name__})") from None
+    finally:
+        engine.dispose()
+    if revision != head:
+        raise _Off(f"the database's schema is at {revision}, the fast paths write the tables of {head}")
+
+
+def _why_fast_paths_are_off(app) -> tuple[str | None, list]:
+    """(None, the middlewares to keep) when the fast paths can run, else (why not, [])."""
+    import mlflow
+
+    global mlflow_api
+    try:
+        if not _setting("WORKBENCH_FAST_PATHS"):
+            raise _Off("WORKBENCH_FAST_PATHS=false")
+        names = _resolve_mlflow_names()
+        if mlflow.__version__ != VERIFIED_MLFLOW_VERSION:
+            raise _Off(f"MLflow {mlflow.__version__} is not the version they were verified with ({VERIFIED_MLFLOW_VERSION})")
+        if (
+            names.auth_config.authorization_function != names.default_authorization
+            or names.enable_workspaces.get()
+            or os.environ.get(names.static_prefix_env_var)
+        ):
+            raise _Off("custom authorization, workspaces or a static prefix")
+        kept = _middlewares_to_keep(app)
+        _schema_is_current()
+    except _Off as off:
+        return str(off), []
+    except Exception as exc:  # whatever it is, MLflow's own app answers
+        _logger.exception("workbench: checking the fast paths failed")
+        return f"checking them failed: {exc.__class__.__name__}: {exc}", []
+    mlflow_api = names
+    return None, kept
+
+
 def create_app():
     """The `mlflow.app` factory."""
-    from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
+    import mlflow
     from mlflow.server import app as flask_app
-    from mlflow.server.auth import STATIC_PREFIX_ENV_VAR, auth_config
     from mlflow.server.auth import create_app as create_basic_auth_app
-    from mlflow.server.auth.config import DEFAULT_AUTHORIZATION_FUNCTION
 
     from workbench_guard import RequestGuard  # outermost, whatever the settings (its docstring says why)
 
     app = create_basic_auth_app(flask_app)
     if not hasattr(app, "router"):  # not under uvicorn: MLflow's Flask app, as it is
         return app
+    reason, kept = _why_fast_paths_are_off(app)
+    status = {"fast_paths": "off" if reason else "on", "reason": reason,
+              "mlflow_version": mlflow.__version__, "verified_mlflow_version": VERIFIED_MLFLOW_VERSION}
+    _add_status_route(app, status)
+    _FastPathGauge().set(reason is None)
+    if reason:
+        _logger.warning("workbench: fast paths OFF (%s): MLflow's own app answers every request", reason)
+        return RequestGuard(app)
     streamed = _setting("WORKBENCH_STREAMED_DOWNLOADS")
     if streamed:
         _add_streamed_downloads(app)
-    if not _setting("WORKBENCH_FAST_PATHS"):
-        return RequestGuard(app)
-    if (
-        auth_config.authorization_function != DEFAULT_AUTHORIZATION_FUNCTION
-        or MLFLOW_ENABLE_WORKSPACES.get()
-        or os.environ.get(STATIC_PREFIX_ENV_VAR)
-    ):
-        _logger.warning("workbench: fast paths off (custom authorization, workspaces or a static prefix)")
-        return RequestGuard(app)
-    return RequestGuard(FastPaths(app, flask_app, streamed_downloads=streamed))
+    _logger.info("workbench: fast paths on (MLflow %s)", mlflow.__version__)
+    return RequestGuard(FastPaths(app, flask_app, kept, streamed_downloads=streamed))
+
+
+def _add_status_route(app, status: dict) -> None:
+    """GET /health/fast-paths: whether the fast paths are on in this worker, and if not, why. Under
+    /health, which MLflow's auth leaves open, through MLflow's middlewares."""
+    from fastapi.routing import APIRoute
+
+    async def fast_paths_status():
+        return status
+
+    app.router.routes.insert(0, APIRoute(STATUS_PATH, fast_paths_status, methods=["GET"]))
+
+
+class _FastPathGauge:
+    """workbench_fast_paths_enabled: 1 when every live worker runs the fast paths, 0 when one does
+    not (its reason is in the log and at /health/fast-paths)."""
+
+    def __init__(self):
+        self._gauge = None
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import Gauge
+
+            self._gauge = Gauge("workbench_fast_paths_enabled", "Whether the fast paths are on (0: MLflow answers all)",
+                                multiprocess_mode="livemin")
+
+    def set(self, on: bool) -> None:
+        if self._gauge is not None:
+            self._gauge.set(1 if on else 0)
 
 
 # ---- 1. and 2. the fast paths ----------------------------------------------------------------
@@ -145,9 +309,7 @@ class FastPaths:
     ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts/", "/ajax-api/2.0/mlflow-artifacts/artifacts/")
     ARTIFACT_CALLS = {"GET": "artifact-download", "PUT": "artifact-upload"}
 
-    def __init__(self, app, flask_app, *, streamed_downloads: bool):
-        from starlette.middleware.base import BaseHTTPMiddleware
-
+    def __init__(self, app, flask_app, kept_middlewares: list, *, streamed_downloads: bool):
         self.app = app
         self.flask_app = flask_app
         self.streamed_downloads = streamed_downloads
@@ -155,9 +317,8 @@ class FastPaths:
         self._metrics = _RequestMetrics()
         self._checked = {}
         for name, answer in (("metrics", self._answer_metrics), ("artifacts", self._answer_artifact)):
-            for middleware in reversed(app.user_middleware):  # [0] is the outermost
-                if middleware.cls is not BaseHTTPMiddleware:
-                    answer = middleware.cls(answer, *middleware.args, **middleware.kwargs)
+            for middleware in reversed(kept_middlewares):  # [0] is the outermost
+                answer = middleware.cls(answer, *middleware.args, **middleware.kwargs)
             self._checked[name] = answer
 
     async def __call__(self, scope, receive, send):
@@ -206,8 +367,6 @@ class FastPaths:
         from fastapi.exceptions import HTTPException
         from starlette.requests import ClientDisconnect
 
-        from mlflow.server import artifact_router as mlflow_routes
-
         started = time.perf_counter()
         call = self.ARTIFACT_CALLS[scope["method"]]
         request = Request(scope, receive)
@@ -218,11 +377,11 @@ class FastPaths:
         artifact_path = scope["path"][len(prefix):]
         try:
             if call == "artifact-upload":
-                response = await mlflow_routes.upload_artifact(artifact_path, request)
+                response = await mlflow_api.upload_artifact(artifact_path, request)
             elif self.streamed_downloads:
                 response = await download_artifact(artifact_path)
             else:
-                response = await mlflow_routes.download_artifact(artifact_path)
+                response = await mlflow_api.download_artifact(artifact_path)
         except HTTPException as exc:  # as FastAPI answers it
             response = await http_exception_handler(request, exc)
         except ClientDisconnect:  # an upload broken off: FTP aborted it; nobody to answer
@@ -235,27 +394,19 @@ class FastPaths:
         """MLflow's own checks of these routes (its FastAPI permission middleware's): the cached
         basic-auth login, and for a user who is not an admin, the routes' validator. False: let
         MLflow's app decide (and say why)."""
-        from mlflow.exceptions import MlflowException
-        from mlflow.server import artifact_router as mlflow_routes
-        from mlflow.server.auth import (
-            FASTAPI_ENDPOINT_RESPONSE_FILTERS,
-            _authenticate_fastapi_request,
-            _find_fastapi_validator,
-        )
-
-        user = await anyio.to_thread.run_sync(_authenticate_fastapi_request, request)
+        user = await anyio.to_thread.run_sync(mlflow_api.authenticate, request)
         if user is None:
             return False
         request.state.username, request.state.user_id = user.username, user.id  # as MLflow's does
         if user.is_admin:
             return True
-        validator = _find_fastapi_validator(path, method)
-        endpoint = mlflow_routes.upload_artifact if method == "PUT" else mlflow_routes.download_artifact
-        if validator is None or FASTAPI_ENDPOINT_RESPONSE_FILTERS.get(endpoint) is not None:
+        validator = mlflow_api.find_validator(path, method)
+        endpoint = mlflow_api.upload_artifact if method == "PUT" else mlflow_api.download_artifact
+        if validator is None or mlflow_api.response_filters.get(endpoint) is not None:
             return False
         try:
             return bool(await validator(user.username, request))
-        except MlflowException:
+        except mlflow_api.MlflowException:
             return False
 
     # -- in a worker thread ------------------------------------------------------------------
@@ -263,10 +414,8 @@ class FastPaths:
     def _write(self, scope, body: bytes, call: str) -> None:
         from starlette.requests import Request
 
-        from mlflow.server.auth import _authenticate_fastapi_request
-
         try:
-            user = _authenticate_fastapi_request(Request(scope))
+            user = mlflow_api.authenticate(Request(scope))
             if user is None:
                 raise _HandOn  # MLflow answers 401
             try:
@@ -288,15 +437,12 @@ class FastPaths:
         Flask request context built from this request. Any refusal goes on to MLflow to answer."""
         from starlette.requests import Request
 
-        from mlflow.exceptions import MlflowException
-        from mlflow.server.auth import _before_request
-
         headers = {name: value for name, value in Request(scope).headers.items()
                    if name not in ("content-length", "host")}
         with self.flask_app.test_request_context(scope["path"], method="POST", data=body, headers=headers):
             try:
-                refused = _before_request()
-            except MlflowException:  # e.g. no such run: MLflow's own answer says so
+                refused = mlflow_api.before_request()
+            except mlflow_api.MlflowException:  # e.g. no such run: MLflow's own answer says so
                 raise _HandOn from None
         if refused is not None:
             raise _HandOn
@@ -358,9 +504,6 @@ class FastPaths:
 def _metrics_of(payload, call: str) -> tuple[str, list[tuple]]:
     """(run_uuid, [(key, value, timestamp, step, is_nan), ...]) as MLflow's store writes them, each
     distinct one once in the order given; _HandOn for anything MLflow should answer."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.validation import _validate_metric, _validate_run_id
-
     if not isinstance(payload, dict):
         raise _HandOn
     if call == "log-metric":
@@ -381,11 +524,11 @@ def _metrics_of(payload, call: str) -> tuple[str, list[tuple]]:
     rows: dict[tuple, None] = {}
     valid_keys: set[str] = set()
     try:
-        _validate_run_id(run_uuid)
+        mlflow_api.validate_run_id(run_uuid)
         for metric, path in zip(raw, paths):
             key, value, timestamp, step = _metric_fields(metric, call)
             if key not in valid_keys:
-                _validate_metric(key, value, timestamp, step, path=path)
+                mlflow_api.validate_metric(key, value, timestamp, step, path=path)
                 valid_keys.add(key)
             elif timestamp < 0:  # all _validate_metric checks that a key already passed leaves
                 raise _HandOn
@@ -396,7 +539,7 @@ def _metrics_of(payload, call: str) -> tuple[str, list[tuple]]:
             else:
                 row = (key, value, timestamp, step, False)
             rows.setdefault(row, None)
-    except MlflowException:
+    except mlflow_api.MlflowException:
         raise _HandOn from None
     return run_uuid, list(rows)
 
@@ -519,27 +662,23 @@ async def download_artifact(artifact_path: str):
     store, a directory, a missing file, a bad path) is MLflow's own route's to answer."""
     from fastapi.responses import StreamingResponse
 
-    from mlflow.server import artifact_router as mlflow_routes
-    from mlflow.utils.mime_type_utils import _guess_mime_type
-    from mlflow.utils.uri import validate_path_is_safe
-
     try:
-        if not mlflow_routes._is_serving_proxied_artifacts():
+        if not mlflow_api.serving_proxied_artifacts():
             raise _HandOn
-        path = mlflow_routes._get_workspace_scoped_path(validate_path_is_safe(artifact_path))
-        open_stream = getattr(mlflow_routes._get_artifact_repo(), "open_download_stream", None)
+        path = mlflow_api.workspace_scoped_path(mlflow_api.validate_path_is_safe(artifact_path))
+        open_stream = getattr(mlflow_api.artifact_repo(), "open_download_stream", None)
         if open_stream is None:
             raise _HandOn
         stream = await open_stream(path)
         if stream is None:
             raise _HandOn
     except Exception:
-        return await mlflow_routes.download_artifact(artifact_path)
+        return await mlflow_api.download_artifact(artifact_path)
     size, chunks = stream
     filename = posixpath.basename(path)
     return StreamingResponse(chunks, headers={
         "Content-Length": str(size),
-        "Content-Type": _guess_mime_type(filename),
-        "Content-Disposition": mlflow_routes._content_disposition(filename),
+        "Content-Type": mlflow_api.guess_mime_type(filename),
+        "Content-Disposition": mlflow_api.content_disposition(filename),
         "X-Content-Type-Options": "nosniff",
     })

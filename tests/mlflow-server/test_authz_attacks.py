@@ -8,9 +8,9 @@ version, alias and tags, a trace) and two users each with their own experiment, 
 trace: `dora`, denied the victim's experiment and model, and `rita`, with no grant (the default
 READ). Each test tries an attack and asserts the refusal and that the victim's data is unchanged
 and unread (the file on the FTP volume, the rows in Postgres); the legitimate calls next to
-them keep working. Every test runs twice: against the stack's mlflow-server (fast paths on) and
-a second mlflow-server of the same stack started with WORKBENCH_FAST_PATHS=false (removed
-afterwards): the guard must hold either way.
+them keep working. Every test runs twice (the `server` fixture, conftest.py): against the stack's
+mlflow-server (fast paths on) and a second one whose fast paths are off: the guard must hold
+either way.
 """
 
 from __future__ import annotations
@@ -20,47 +20,13 @@ import json
 import re
 import subprocess
 import uuid
-from dataclasses import dataclass
 
 import pytest
 import requests
 
 from utils.stack import http_session
-from utils.wait import wait_until
 
 SECRET = b"victim's secret artifact 5b1e"
-ALLOWED_HOSTS = "mlflow-server,mlflow-server:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"
-
-
-@dataclass
-class Server:
-    url: str
-    container: str  # for its logs
-    host: str  # its name on the stack's networks
-
-
-@pytest.fixture(scope="module", params=["fast-paths-on", "fast-paths-off"])
-def server(request, stack):
-    if request.param == "fast-paths-on":
-        yield Server(stack.url("mlflow-server", 5000), stack.container_id("mlflow-server"), "mlflow-server")
-        return
-    name = f"{stack.project}-guard-{uuid.uuid4().hex[:6]}"
-    # Its own scratch /tmp (an anonymous volume): the entrypoint empties /tmp at start, and the
-    # shared one is the running server's.
-    stack.compose("run", "-d", "--no-deps", "--name", name, "-p", "127.0.0.1::5000", "-v", "/tmp",
-                  "-e", "WORKBENCH_FAST_PATHS=false",
-                  "-e", f"MLFLOW_SERVER_ALLOWED_HOSTS={ALLOWED_HOSTS},{name},{name}:*", "mlflow-server")
-    try:
-        def healthy():
-            return subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", name],
-                                  capture_output=True, text=True, check=False).stdout.strip() == "healthy"
-
-        wait_until(healthy, timeout=300, what=f"{name} healthy")
-        port = subprocess.run(["docker", "port", name, "5000"], capture_output=True, text=True,
-                              check=True).stdout.split()[0]
-        yield Server(f"http://{port}", name, name)
-    finally:
-        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
 
 
 # ---- the victim and the two users -------------------------------------------------------------
@@ -189,7 +155,7 @@ def as_user(world, name: str) -> requests.Session:
     return http_session(world["users"][name]["auth"])
 
 
-def scratch(server: Server) -> str:
+def scratch(server) -> str:
     """The size of the server's scratch /tmp, where MLflow's own download route stages files."""
     return subprocess.run(["docker", "exec", server.container, "du", "-s", "/tmp"], capture_output=True, text=True,
                           check=True).stdout
