@@ -1,8 +1,9 @@
 """The serving benchmark's model, registered from the jupyter container (run there by
 bench/serving.sh, fed on stdin): a scikit-learn Ridge regressor on the diabetes data, as
 notebooks/04-model-registry.ipynb registers `diabetes-regressor`, with a signature and an input
-example. Registered once, as `bench-diabetes-regressor`, alias `bench`; later runs reuse that
-version (and so the image `make serve` built from it). Prints {"uri": ..., "version": ...}.
+example. Registered once per stack, as `bench-diabetes-regressor`, alias `bench`; later runs on
+that stack reuse that version (and so the image `make serve` built from it; `make bench` starts a
+stack of its own each run). Prints {"uri": ..., "version": ...}.
 Another name: `python3 - <name>` (the test of the harness uses its own)."""
 
 import json

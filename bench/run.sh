@@ -1,27 +1,75 @@
 #!/usr/bin/env bash
-# make bench: measures the running workbench side by side with the plain tutorial setup and the
-# floors, in one run, and writes bench/results/<date>.md (also printed).
+# make bench: measures the workbench side by side with the plain tutorial setup and the floors, in
+# one run, and writes bench/results/<date>.md (also printed).
 #   WORKBENCH_COMPOSE="docker compose -p workbench" bench/run.sh
+# It runs against a stack of its own, Compose project <project>-bench (its own volumes, ports
+# chosen by the system), and removes that stack with its volumes when it ends, also when it fails
+# or is interrupted (and at its start, what a killed run left): nothing it creates (experiments,
+# runs, models, files) reaches the workbench of <project>, which it never touches.
 # Environment: BENCH_REPS (default 3), BENCH_SMALL=1 (a quick run with small counts),
 # BENCH_SKIP_STARTUP=1 (do not restart the stack to time start-up), BENCH_SKIP_SERVING=1 (no
-# serving figures), BENCH_MODEL=models:/<name>@<alias> (the model to serve; default: the bench's
-# own, bench/register-model.py). The serving part is bench/serving.sh.
+# serving figures), BENCH_MODEL=models:/<name>@<alias> (the model to serve, from the running
+# workbench <project>; default: the bench's own, bench/register-model.py, in the bench's stack).
+# The serving part is bench/serving.sh.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
-read -r -a dc <<<"${WORKBENCH_COMPOSE:-docker compose -p workbench}"
-bench_dc=("${dc[@]}" -f docker-compose.yml -f bench/compose.yml --profile bench)
 step() { printf '==> %s\n' "$*" >&2; }
+
+# The bench's stack: the compose command given, its project name (-p) with "-bench" appended.
+read -r -a given <<<"${WORKBENCH_COMPOSE:-docker compose -p workbench}"
+project="" dc=()
+for ((i = 0; i < ${#given[@]}; i++)); do
+	case "${given[i]}" in
+		-p | --project-name) project="${given[++i]}" ;;
+		--project-name=*) project="${given[i]#*=}" ;;
+		*) dc+=("${given[i]}") ;;
+	esac
+done
+project="${project:-workbench}"
+bench_project="$project-bench"
+user_dc=("${dc[@]}" -p "$project")
+dc+=(-p "$bench_project")
+bench_dc=("${dc[@]}" -f docker-compose.yml -f bench/compose.yml --profile bench)
+# Its ports: any free one on 127.0.0.1 (the environment outranks .env), beside a running workbench.
+export WORKBENCH_BIND_ADDRESS=127.0.0.1 WORKBENCH_MLFLOW_PORT=0 WORKBENCH_JUPYTER_PORT=0 WORKBENCH_PORTAINER_PORT=0
+services="postgres ftpd mlflow-server jupyter"
+# jupyter registers the bench's model and is part of start-up: left out when neither is measured.
+if [[ -n "${BENCH_SKIP_STARTUP:-}" && ( -n "${BENCH_SKIP_SERVING:-}" || -n "${BENCH_MODEL:-}" ) ]]; then
+	services="postgres ftpd mlflow-server"
+fi
+
 stamp="$(date -u +%Y-%m-%dT%H%MZ)"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"; "${bench_dc[@]}" rm -sf plain-mlflow >/dev/null 2>&1 || true' EXIT
+remove_bench_stack() {
+	local ids
+	# Containers started beside the stack on its networks (serving/serve.sh's, the serving bench's).
+	mapfile -t ids < <(docker ps -aq --filter "label=org.workbench.project=$bench_project")
+	((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null 2>&1 || true
+	"${bench_dc[@]}" down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+}
+finish() {
+	local status=$?
+	trap - EXIT
+	trap '' INT TERM  # a second Ctrl-C does not cut the clean-up short
+	step "removing the bench's stack $bench_project with its volumes"
+	remove_bench_stack
+	rm -rf "$work"
+	exit "$status"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-"${dc[@]}" exec -T postgres pg_isready -h 127.0.0.1 -q || { echo "error: start the workbench first (make up)" >&2; exit 1; }
+remove_bench_stack  # what a killed run left
 # The machine's load before and after: other work on the same cores makes every figure noisy.
 cut -d' ' -f1-3 /proc/loadavg >"$work/load_start"
 
+step "a stack of the bench's own: Compose project $bench_project ($services; removed at the end)"
+# shellcheck disable=SC2086
+"${dc[@]}" up -d --wait $services >/dev/null 2>&1 || { "${dc[@]}" logs --tail 30 $services >&2; exit 1; }
+
 if [[ -z "${BENCH_SKIP_STARTUP:-}" ]]; then
 	step "start-up: down (volumes kept), then up --wait, images built"
-	services="postgres ftpd mlflow-server jupyter"
 	"${dc[@]}" down >/dev/null 2>&1
 	start=$(date +%s%N)
 	# shellcheck disable=SC2086
@@ -30,7 +78,7 @@ if [[ -z "${BENCH_SKIP_STARTUP:-}" ]]; then
 fi
 
 step "the plain setup: mlflow server defaults on database mlflow_plain, artifacts on FTP"
-"${dc[@]}" exec -T postgres psql -U postgres -XAtq -c "DROP DATABASE IF EXISTS mlflow_plain" -c "CREATE DATABASE mlflow_plain OWNER mlflow"
+"${dc[@]}" exec -T postgres psql -U postgres -XAtq -c "CREATE DATABASE mlflow_plain OWNER mlflow"
 "${bench_dc[@]}" up -d --wait plain-mlflow >/dev/null 2>&1 || { "${bench_dc[@]}" logs plain-mlflow | tail -30; exit 1; }
 
 step "running bench/bench.py (progress below)"
@@ -47,7 +95,9 @@ done
 "${bench_dc[@]}" rm -sf plain-mlflow >/dev/null 2>&1
 
 if [[ -z "${BENCH_SKIP_SERVING:-}" ]]; then
-	WORKBENCH_COMPOSE="${dc[*]}" bench/serving.sh "$work"
+	# BENCH_MODEL names a model of the user's workbench: served from there (it registers nothing).
+	if [[ -n "${BENCH_MODEL:-}" ]]; then serving_dc=("${user_dc[@]}"); else serving_dc=("${dc[@]}"); fi
+	WORKBENCH_COMPOSE="${serving_dc[*]}" bench/serving.sh "$work"
 fi
 
 step "image sizes"
@@ -57,4 +107,3 @@ cut -d' ' -f1-3 /proc/loadavg >"$work/load_end"
 mkdir -p bench/results
 python3 bench/report.py "$work" "$stamp" | tee "bench/results/$stamp.md"
 step "wrote bench/results/$stamp.md"
-"${dc[@]}" exec -T postgres psql -U postgres -XAtq -c "DROP DATABASE IF EXISTS mlflow_plain WITH (FORCE)" || true

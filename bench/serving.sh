@@ -17,7 +17,7 @@
 #    127.0.0.1 only) measures every target in turn, BENCH_REPS times, and the in-process
 #    model.predict; then the memory and processes of each container are read.
 # Every container it starts, and the uvloop image it builds, are removed at the end (the model
-# image is kept: the next run and `make serve` reuse it).
+# image is kept: a later run on the same stack reuses it, and its layers cache the next build).
 # Environment: WORKBENCH_COMPOSE, BENCH_MODEL, BENCH_REPS, BENCH_SMALL.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,9 @@
-"""jupyter: token required, API answers with it, MLflow preset and the server's version."""
+"""jupyter: token required, API answers with it, MLflow preset and the server's version, nothing
+asks to reach the internet."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from conftest import HOSTILE_SECRETS
@@ -46,3 +48,28 @@ def test_notebooks_folder_is_the_hosts(stack):
 def test_mlflow_is_preset_with_zero_setup(stack):
     code = "import mlflow; print(mlflow.get_tracking_uri()); print(len(mlflow.search_experiments()) >= 1)"
     assert stack.python("jupyter", code).split() == ["http://mlflow-server:5000", "True"]
+
+
+def test_jupyterlab_asks_nothing_and_fetches_nothing_from_the_internet(stack):
+    """No "Would you like to get notified about official Jupyter news?": the image's settings
+    overrides (jupyter/overrides.json) answer it with Never and turn the update check off, and the
+    server's news feed and update check are off (tests/browser checks the page itself)."""
+    url, token = stack.url("jupyter", 8888), HOSTILE_SECRETS["JUPYTER_TOKEN"]
+    http = http_session()
+    http.headers["Authorization"] = f"token {token}"
+    answer = http.get(f"{url}/lab/api/settings/@jupyterlab/apputils-extension:notification", timeout=10)
+    assert answer.status_code == 200, answer.text
+    setting = answer.json()
+    # Overrides become the schema's defaults; no user setting of this fresh stack says otherwise.
+    defaults = {key: setting["schema"]["properties"][key]["default"]
+                for key in ("fetchNews", "checkForUpdates")}
+    assert defaults == {"fetchNews": "false", "checkForUpdates": False}
+    assert setting["settings"] == {}
+    # Even asked directly (a user who switched the news on), the server fetches nothing: its news
+    # feed is off in the page's configuration (LabApp.news_url = None), and so are its answers.
+    page = http.get(f"{url}/lab", timeout=10).text
+    config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
+                                  page, re.S).group(1))
+    assert config["news"] == {"disabled": True}
+    assert http.get(f"{url}/lab/api/news", timeout=10).json() == {"news": []}
+    assert http.get(f"{url}/lab/api/update", timeout=10).json() == {"notification": None}
