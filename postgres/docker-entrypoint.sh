@@ -46,6 +46,8 @@ _process_init_files() {
 		psql -v ON_ERROR_STOP=1 -q --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";'
 	fi
 	for f in /docker-entrypoint-initdb.d/*; do
+		# The init scripts are found at run time, in the image's docker-entrypoint-initdb.d.
+		# shellcheck source=/dev/null
 		case "$f" in
 			*.sh) echo "$0: running $f"; source "$f" ;;
 			*.sql) echo "$0: running $f"; psql -v ON_ERROR_STOP=1 -q -f "$f" ;;

@@ -136,7 +136,8 @@ def test_run_example_splits_params_like_a_shell_but_runs_nothing(inject, stub):
 
 def test_pytest_args_are_split_like_a_shell_but_run_nothing(inject):
     # Its prerequisites (images, .venv) are taken as done: only the recipe is under test.
-    skip = [arg for target in ("prerequisites", "ca-certificates", "base-image", ".venv") for arg in ("-o", target)]
+    skip = [arg for target in ("test-unit", "prerequisites", "ca-certificates", "base-image", ".venv")
+            for arg in ("-o", target)]
     result = make(*skip, "test", PYTEST_ARGS=f"--version {inject('PYTEST_ARGS')[0]}")
     assert result.returncode == 0, result.stderr
     assert "pytest" in result.stdout + result.stderr
@@ -149,9 +150,9 @@ def test_an_unbalanced_quote_in_params_fails_instead_of_running_without_them(stu
     assert "PARAMS: No closing quotation" in result.stderr, result.stderr
 
 
-# Names a recipe may use: make's own, the Makefile's macros, which take no user values, and the
-# macros' parameters.
-ALLOWED = {"DC", "START_SERVICES", "call", "MAKEFILE_LIST", "MAKE", "1", "2"}
+# Names a recipe may use: make's own, the Makefile's macros, which take no user values, the
+# macros' parameters (literal words of the Makefile's own calls) and make's `if` over them.
+ALLOWED = {"DC", "START_SERVICES", "call", "if", "MAKEFILE_LIST", "MAKE", "1", "2"}
 
 
 def test_no_recipe_interpolates_a_make_variable():

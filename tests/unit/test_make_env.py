@@ -11,15 +11,23 @@ import subprocess
 
 from utils.stack import REPO
 
-SECRETS = ["POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "FTPD_PASSWORD", "MLFLOW_ADMIN_PASSWORD",
-           "MLFLOW_FLASK_SECRET_KEY", "JUPYTER_TOKEN", "PORTAINER_ADMIN_PASSWORD"]
+SECRETS = [
+    "POSTGRES_PASSWORD",
+    "MLFLOW_DB_PASSWORD",
+    "FTPD_PASSWORD",
+    "MLFLOW_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SECRET_KEY",
+    "JUPYTER_TOKEN",
+    "PORTAINER_ADMIN_PASSWORD",
+]
 
 
 def make_env(directory) -> dict[str, str]:
     shutil.copy(REPO / ".env.example", directory / ".env.example")
     env = {**os.environ, "COMPOSE_PROJECT_NAME": f"wbenv{os.getpid()}"}  # no such volumes
-    subprocess.run([REPO / "scripts/make-env.sh", ".env"], cwd=directory, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [REPO / "scripts/make-env.sh", ".env"], cwd=directory, env=env, check=True, capture_output=True
+    )
     text = (directory / ".env").read_text()
     return dict(re.findall(r"^([A-Z_]+)='?([^'\n]*)'?$", text, re.M))
 
