@@ -17,9 +17,15 @@ split_words = mapfile -d '' -t $(2) < <(python3 -c 'import os, shlex, sys; \
 	sys.stdout.write("".join(word + "\0" for word in shlex.split(os.environ[sys.argv[1]])))' $(1)) \
 	&& wait $$!
 SERVICES := postgres ftpd mlflow-server jupyter portainer
-# A PyPI mirror from your own pip configuration, if you have one, for the image builds.
+# A PyPI mirror from your own pip configuration, if you have one, for the image builds. Compose
+# gives it to pip as a build secret (docker-compose.yml): any token in it stays out of the images.
 PIP_INDEX_URL ?= $(shell python3 -m pip config get global.index-url 2>/dev/null || true)
 export PIP_INDEX_URL
+# The Debian image base/Dockerfile builds FROM: debian:bookworm-slim, or where that cannot be
+# pulled the workbench's own bootstrap, workbench/debian-bootstrap:bookworm (base-image makes it).
+# Looked up (never pulled) as each recipe runs, so after base-image; Compose reads it.
+WORKBENCH_DEBIAN_IMAGE ?= $(shell base/bootstrap-debian-image.sh --print 2>/dev/null)
+export WORKBENCH_DEBIAN_IMAGE
 
 .PHONY: help
 help: ## list the targets
@@ -42,8 +48,8 @@ ca-certificates: ## copy this machine's extra CA certificates into the images' t
 	fi
 
 .PHONY: base-image
-base-image: prerequisites ## make sure debian:bookworm-slim exists (pull, else bootstrap it from Debian's archive)
-	@base/bootstrap-debian-image.sh debian:bookworm-slim
+base-image: prerequisites ## the Debian image to build on: debian:bookworm-slim (pull), else bootstrap workbench/debian-bootstrap:bookworm
+	@base/bootstrap-debian-image.sh >/dev/null
 
 .PHONY: build
 build: prerequisites .env ca-certificates base-image ## build the workbench's images
@@ -95,14 +101,17 @@ clean: ## remove containers AND volumes (all runs, models, artifacts); asks, or 
 	@echo "==> removing containers and volumes of project $$PROJECT"
 	$(DC) down --volumes --remove-orphans
 
+# Encryption with age (scripts/backup-age.sh): the key files reach the scripts as environment.
 .PHONY: backup
-backup: prerequisites ## write backups/workbench-<time>.tar: databases, artifacts, secrets, manifest
+backup: export AGE_RECIPIENTS_FILE ?=
+backup: prerequisites ## write backups/workbench-<time>.tar: databases, artifacts, secrets, manifest [AGE_RECIPIENTS_FILE=… encrypts it]
 	@WORKBENCH_COMPOSE="$$COMPOSE -p $$PROJECT" scripts/backup.sh backups
 
 .PHONY: restore
 restore: export FILE ?=
-restore: build ## restore FILE=backups/workbench-<time>.tar into empty volumes (after make clean)
-	@[[ -n "$$FILE" ]] || { echo "usage: make restore FILE=backups/workbench-<time>.tar" >&2; exit 2; }
+restore: export AGE_IDENTITY_FILE ?=
+restore: build ## restore FILE=backups/workbench-<time>.tar[.age] into empty volumes (after make clean) [AGE_IDENTITY_FILE=…]
+	@[[ -n "$$FILE" ]] || { echo "usage: make restore FILE=backups/workbench-<time>.tar [AGE_IDENTITY_FILE=key.txt]" >&2; exit 2; }
 	@$(START_SERVICES); \
 	WORKBENCH_COMPOSE="$$COMPOSE -p $$PROJECT" scripts/restore.sh "$$FILE" $$services
 	@scripts/print-urls.sh "$$PROJECT"
@@ -121,14 +130,29 @@ gc: prerequisites ## purge deleted runs and experiments, rows and files [OLDER_T
 		mlflow-migrate gc
 
 .PHONY: bench
-bench: up ## benchmark against the plain setup and the floors; writes bench/results/<date>.md
+bench: build ## benchmark in a stack of its own (removed at the end); writes bench/results/<date>.md
 	@WORKBENCH_COMPOSE="$$COMPOSE -p $$PROJECT" bench/run.sh
 
+.PHONY: lint
+lint: .venv ## ruff (lint and format), shellcheck, hadolint, compose-lint: .pre-commit-config.yaml over every file
+	@echo "==> lint: the hooks of .pre-commit-config.yaml over every tracked file"
+	@.venv/bin/pre-commit run --all-files || { \
+		echo "==> make lint failed (above). Python: .venv/bin/ruff format && .venv/bin/ruff check --fix" \
+			"fix most; the rest, and shellcheck's and hadolint's, by hand or annotated with the reason" >&2; \
+		exit 1; }
+
+.PHONY: test-unit
+test-unit: .venv ## the pure logic, without Docker (seconds): tests/unit
+	@echo "==> pytest tests/unit (no Docker, no stack)"
+	@.venv/bin/python -m pytest -q --durations=5 tests/unit
+
+# The unit tier runs first, on its own (a logic error fails in seconds, before any image is
+# built); the stack's run then leaves it out.
 .PHONY: test
 test: export PYTEST_ARGS ?=
-test: prerequisites ca-certificates base-image .venv ## run the test suite (brings up its own isolated stack)
+test: test-unit prerequisites ca-certificates base-image .venv ## run the test suite: test-unit, then the rest against its own isolated stack
 	@echo "==> pytest $$PYTEST_ARGS (an isolated stack under its own project name; tests/README.md)"
-	@$(call split_words,PYTEST_ARGS,args); .venv/bin/python -m pytest "$${args[@]}"
+	@$(call split_words,PYTEST_ARGS,args); .venv/bin/python -m pytest --ignore=tests/unit "$${args[@]}"
 
 .PHONY: browser
 browser: ## install Debian's Chromium for the browser tests (as root; without it they skip)
@@ -141,21 +165,22 @@ browser: ## install Debian's Chromium for the browser tests (as root; without it
 	@touch .venv
 
 .PHONY: lock
+# lock_one,service[,constraints]: one image's requirements.in pinned, with hashes, into its
+# requirements.txt for the images' Python (Debian 12's 3.11) and platform, whatever the host's;
+# the constraints file keeps shared libraries at one version.
+lock_one = echo "==> locking $(1)/requirements.txt$(if $(2), (constrained by $(2)))"; \
+	.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
+		--generate-hashes $(if $(2),-c $(2)) -o $(1)/requirements.txt $(1)/requirements.in
+
+# jupyter and serving's tools take the server's MLflow (its one pin: mlflow-server/README.md,
+# "Upgrading MLflow"), SQLAlchemy, pandas...; scoring loads models with the libraries they were
+# logged with in JupyterLab.
 lock: .venv ## re-pin the Python dependencies of every image (uv pip compile)
-	@for service in ftpd mlflow-server; do \
-		echo "==> locking $$service/requirements.txt"; \
-		.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
-			--generate-hashes -o $$service/requirements.txt $$service/requirements.in; \
-	done
-	@echo "==> locking jupyter/requirements.txt (constrained by mlflow-server's)"
-	@.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
-		--generate-hashes -c mlflow-server/requirements.txt -o jupyter/requirements.txt jupyter/requirements.in
-	@echo "==> locking scoring/requirements.txt (constrained by jupyter's: models load with the libraries they were logged with)"
-	@.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
-		--generate-hashes -c jupyter/requirements.txt -o scoring/requirements.txt scoring/requirements.in
-	@echo "==> locking serving/requirements.txt (constrained by mlflow-server's: the same MLflow)"
-	@.venv/bin/uv pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
-		--generate-hashes -c mlflow-server/requirements.txt -o serving/requirements.txt serving/requirements.in
+	@$(call lock_one,ftpd)
+	@$(call lock_one,mlflow-server)
+	@$(call lock_one,jupyter,mlflow-server/requirements.txt)
+	@$(call lock_one,scoring,jupyter/requirements.txt)
+	@$(call lock_one,serving,mlflow-server/requirements.txt)
 
 # Serving: make serve / serve-stop / serve-logs / serve-ps (serving/serving.mk).
 -include serving/serving.mk
@@ -187,10 +212,12 @@ run-notebooks: ## run every notebook in notebooks/ top to bottom (papermill; out
 		$(DC) exec -T jupyter papermill --no-progress-bar "notebooks/$$name" "/tmp/$$name"; \
 	done
 
+# The checks run in the jupyter container, with its tracking URI and credentials, never on the
+# host: exercises/ is writable from JupyterLab, and pytest runs any conftest.py planted there.
+# WORKBENCH_SERVING_URL: exercise 3's model as JupyterLab reaches it. EXERCISE_EXPERIMENT and
+# EXERCISE_MODEL (exercises/checks/conftest.py) pass through when set.
 .PHONY: exercise-check
-exercise-check: .venv ## check your exercises/ notebooks against your running workbench
-	@MLFLOW_TRACKING_URI="http://127.0.0.1:$${WORKBENCH_MLFLOW_PORT:-5000}" \
-	MLFLOW_TRACKING_USERNAME=admin \
-	WORKBENCH_SERVING_URL="$${WORKBENCH_SERVING_URL:-http://127.0.0.1:5002}" \
-	MLFLOW_TRACKING_PASSWORD="$$($(DC) run --rm --no-deps -T secrets-init cat /secrets/mlflow-server/mlflow-admin-password)" \
-		.venv/bin/python -m pytest -q --tb=line -p no:cacheprovider exercises/checks
+exercise-check: ## check your exercises/ notebooks against your running workbench (in its jupyter container)
+	@WORKBENCH_SERVING_URL="$${WORKBENCH_SERVING_URL:-http://serve-5002:8080}" \
+		$(DC) exec -T -e WORKBENCH_SERVING_URL -e EXERCISE_EXPERIMENT -e EXERCISE_MODEL \
+		-e PYTHONDONTWRITEBYTECODE=1 jupyter python3 -m pytest -q --tb=line -p no:cacheprovider exercises/checks

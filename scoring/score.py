@@ -2,6 +2,7 @@
 container, on the workbench's frontend network; scoring/README.md).
 
     score.py --model <model URI> --input /path/in.csv|.parquet --output /path/out.csv|.parquet
+             [--write-in DIR: write the output there, under its name, not at --output]
              [--id COLUMN] [--engine pandas|spark] [--master local[2]] [--chunk 10000]
              [--conf spark.key=value ...]
 
@@ -20,7 +21,8 @@ Reads `password=<the MLflow admin password>` from stdin (never on a command line
      Spark DataFrame read from the file (--master: local[N], or spark://host:7077 for a cluster);
      each Spark partition is a chunk (about --chunk rows: the input is split by bytes);
 4. write the ID column and the predictions, in input order, to a temporary file next to the
-   output, renamed to the output at the end (a failed run leaves no partial output).
+   output (in --write-in when given), renamed to the output at the end (a failed run leaves no
+   partial output).
 
 IDs: --id if given, else the input's `id` column if it has one, else the row's position in the
 input (`row`, from 0). A CSV's IDs are copied as text, exactly as written; Parquet's keep their
@@ -40,17 +42,17 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 import uuid
 import warnings
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from model_tools import Failure, ResolvedModel, one_line, read_stdin, resolve, say
 
 FORMATS = (".csv", ".parquet")
 ROW_COLUMN = "row"
@@ -59,22 +61,6 @@ ROW_COLUMN = "row"
 # the libraries they were logged with), and tests/scoring checks Spark's predictions against the
 # in-process ones row by row. Set before Spark starts, so its Python workers inherit it.
 PANDAS_WARNING = "ignore:PySpark does not yet fully support pandas:FutureWarning"
-
-
-class Failure(Exception):
-    """An error with a message meant for the user."""
-
-
-def say(message: str) -> None:
-    print(f"==> {message}", flush=True)
-
-
-def read_password() -> str:
-    for line in sys.stdin.read().split("\n"):
-        key, sep, value = line.partition("=")
-        if sep and key == "password":
-            return value
-    return ""
 
 
 def file_format(path: Path, what: str) -> str:
@@ -86,122 +72,6 @@ def file_format(path: Path, what: str) -> str:
 
 
 # ---- the model ------------------------------------------------------------------------------
-
-# Model URIs: the same code (MODEL_FORMS to one_line) in serving/model_image.py and
-# scoring/score.py. Each image is built from its own folder only, so neither can import the
-# other's copy; tests/scoring checks that the two stay identical.
-MODEL_FORMS = ("models:/<name>/<version>, models:/<name>/<stage>, models:/<name>/latest, "
-               "models:/<name>@<alias>, models:/<model_id> or runs:/<run_id>/<path>")
-# MlflowClient.get_latest_versions is deprecated (stages are), but it is what MLflow itself still
-# resolves models:/<name>/<stage> and models:/<name>/latest with; only its own warning is silenced.
-LATEST_VERSIONS_WARNING = (r"``mlflow\.tracking\.client\.MlflowClient\.get_latest_versions`` "
-                           "is deprecated")
-
-
-class ResolvedModel(NamedTuple):
-    """A model URI resolved once: `uri` names exactly what was resolved (what is downloaded),
-    `name` and `version` identify it in image tags, labels and container names (`version` is a
-    valid Docker tag: a version number, a LoggedModel's id, or run-<its run's id>)."""
-
-    uri: str
-    name: str
-    version: str
-    source: str  # where its files are: an image built from another source is rebuilt
-    run_id: str
-    what: str  # for the user: "version 3 of 'iris'"
-
-
-def docker_tag(text: str) -> str:
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
-    return (tag if re.match(r"\w", tag) else f"v{tag}")[:128]
-
-
-def parse_model_uri(uri: str) -> dict[str, str]:
-    """The parts of a model URI, split as MLflow's own parsers split them (the registry's
-    models:/ forms, a LoggedModel's id, a run's artifact path)."""
-    parsed = urllib.parse.urlparse(uri, allow_fragments=False)
-    path = parsed.path[1:] if parsed.path.startswith("/") else ""
-    parts = path.split("/")
-    if parsed.scheme == "runs" and not parsed.netloc and parts[0] and "/".join(parts[1:]):
-        return {"run_id": parts[0], "path": "/".join(parts[1:])}
-    if parsed.scheme != "models" or parsed.netloc or not parts[0].strip() or len(parts) > 2:
-        raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
-    if len(parts) == 2:
-        name, suffix = parts
-        if not suffix.strip():
-            raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
-        if suffix.isdigit():
-            return {"name": name, "version": suffix}
-        if suffix.lower() == "latest":
-            return {"name": name, "stage": ""}
-        return {"name": name, "stage": suffix}
-    if "@" in path:
-        name, _, alias = path.rpartition("@")
-        if not alias.strip():
-            raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
-        return {"name": name, "alias": alias}
-    return {"model_id": path}
-
-
-def resolve(uri: str) -> ResolvedModel:
-    """Any model URI MLflow loads -> the model it names now, pinned: models:/<name>/<version> for
-    the registry's forms, models:/<model_id> for a LoggedModel, the runs:/ URI itself for a
-    run's artifacts. A URI MLflow cannot resolve fails with MLflow's own message, on one line."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    parts = parse_model_uri(uri)
-    client = MlflowClient()
-    try:
-        if "model_id" in parts:
-            model = client.get_logged_model(parts["model_id"])
-            return ResolvedModel(f"models:/{model.model_id}", model.name,
-                                 docker_tag(model.model_id), str(model.artifact_location),
-                                 str(model.source_run_id or ""),
-                                 f"logged model {model.model_id} ({model.name!r})")
-        if "run_id" in parts:
-            run = client.get_run(parts["run_id"])
-            run_id, path = run.info.run_id, parts["path"].strip("/")
-            pinned = f"runs:/{run_id}/{path}"
-            files = mlflow.artifacts.list_artifacts(artifact_uri=pinned)
-            if not any(f.path.rsplit("/", 1)[-1] == "MLmodel" for f in files):
-                raise Failure(f"{uri}: run {run_id} has no MLflow model at {path!r} (no MLmodel "
-                              "file there)")
-            return ResolvedModel(pinned, path, f"run-{run_id[:12]}",
-                                 f"{run.info.artifact_uri}/{path}", run_id,
-                                 f"the model at {path!r} of run {run_id}")
-        if "alias" in parts:
-            mv = client.get_model_version_by_alias(parts["name"], parts["alias"])
-        elif "version" in parts:
-            mv = client.get_model_version(parts["name"], parts["version"])
-        else:
-            stage = parts["stage"]
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", LATEST_VERSIONS_WARNING, FutureWarning)
-                latest = client.get_latest_versions(parts["name"], [stage] if stage else None)
-            if not latest:  # MLflow's own words (mlflow.store.artifact.utils.models)
-                raise Failure(f"{uri} is not in the workbench's registry: No versions of model "
-                              f"with name '{parts['name']}'"
-                              + (f" and stage '{stage}'" if stage else "") + " found")
-            mv = max(latest, key=lambda v: int(v.version))
-    except MlflowException as exc:
-        message = one_line(exc.message)
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            where = "registry" if "name" in parts else "tracking server"
-            if not parts.get("model_id", "m-").startswith("m-"):  # a registered model's name?
-                message += (f" (a registered model is models:/{parts['model_id']}/<version>, "
-                            "/<stage>, /latest or @<alias>)")
-            raise Failure(f"{uri} is not in the workbench's {where}: {message}") from None
-        raise Failure(f"{uri} cannot be resolved: {message}") from None
-    return ResolvedModel(f"models:/{mv.name}/{mv.version}", mv.name, str(mv.version),
-                         str(mv.source), str(mv.run_id or ""),
-                         f"version {mv.version} of {mv.name!r}")
-
-
-def one_line(message: str) -> str:
-    return " ".join(str(message).split())
-
 
 def download(model: ResolvedModel, into: Path) -> Path:
     """The resolved model's files (its pinned URI: what was resolved is what is scored)."""
@@ -519,7 +389,7 @@ def score_spark(args, model_dir: Path, inputs: ModelInputs, fmt: str, header: li
     started = time.monotonic()
     spark = spark_session(args, args.input.stat().st_size, total)
     say(f"Spark {spark.version} on {args.master} ({time.monotonic() - started:.0f} s to start)")
-    staging = args.output.parent / f".{args.output.name}.{uuid.uuid4().hex[:8]}.parts"
+    staging = args.target.parent / f".{args.target.name}.{uuid.uuid4().hex[:8]}.parts"
     try:
         if fmt == "csv":
             # Every column typed up front (the model's from its signature, the others as text,
@@ -624,12 +494,16 @@ def main() -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
+    # The one directory the container may write (score.sh's, next to OUTPUT): the file is written
+    # there under OUTPUT's name, and score.sh moves it to OUTPUT when this succeeded.
+    parser.add_argument("--write-in", type=Path)
     parser.add_argument("--id", default="")
     parser.add_argument("--engine", choices=["pandas", "spark"], default="pandas")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--chunk", type=int, default=10000)
     parser.add_argument("--conf", action="append", default=[])
     args = parser.parse_args()
+    args.target = args.write_in / args.output.name if args.write_in else args.output
     started = time.monotonic()
 
     in_fmt = file_format(args.input, "INPUT")
@@ -643,7 +517,7 @@ def main() -> int:
         raise Failure(f"INPUT={args.input} has no columns (an empty file?)")
     id_column = choose_id(header, args.id, args.input)
 
-    password = read_password()
+    password = read_stdin().get("password", "")
     if not password:
         raise Failure("no MLflow password on stdin")
     os.environ["MLFLOW_TRACKING_PASSWORD"] = password
@@ -664,7 +538,7 @@ def main() -> int:
         say(f"{args.input}: {total:,} rows; ID column: "
             f"{id_column or f'none, the row number ({ROW_COLUMN!r}, from 0)'}; "
             f"{len(columns)} column(s) to the model")
-        out = Output(args.output, out_fmt)
+        out = Output(args.target, out_fmt)
         try:
             if args.engine == "pandas":
                 score_pandas(args, model_dir, inputs, in_fmt, id_column, columns, total, out)

@@ -13,6 +13,7 @@ score: export ENGINE ?=
 score: export MASTER ?=
 score: export CHUNK ?=
 score: export MEMORY ?=
+score: export PIDS ?=
 score: export SPARK_CONF ?=
 score: export DRIVER_HOST ?=
 score: export DRIVER_PORT ?=

@@ -4,11 +4,16 @@
 #   artifacts.tar                   the artifact tree of the FTP volume
 #   secrets.json                    every secret (restore recreates the same workbench)
 #   manifest.json                   checksums, sizes, versions, counts
-# The archive holds passwords and password hashes: it is written mode 0600.
+# The archive holds passwords and password hashes: it is written mode 0600. With
+# AGE_RECIPIENTS_FILE (a file of age recipients: public keys, one a line, or SSH public keys) the
+# archive is encrypted with age (scripts/backup-age.sh) and named .tar.age; it is never written
+# in clear outside this script's private temporary directory.
 #
-#   WORKBENCH_COMPOSE="docker compose -p workbench" scripts/backup.sh [DIRECTORY]
+#   WORKBENCH_COMPOSE="docker compose -p workbench" [AGE_RECIPIENTS_FILE=keys.txt] scripts/backup.sh [DIRECTORY]
 set -Eeuo pipefail
 read -r -a dc <<<"${WORKBENCH_COMPOSE:-docker compose -p workbench}"
+# shellcheck source=scripts/backup-age.sh
+source "$(dirname "${BASH_SOURCE[0]}")/backup-age.sh"
 out_dir="${1:-backups}"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 name="workbench-$stamp"
@@ -19,6 +24,14 @@ mkdir -p "$out_dir" "$work/$name"
 
 step() { printf '==> %s\n' "$*" >&2; }
 size() { du -h "$1" | cut -f1; }
+
+recipients=""
+if [[ -n "${AGE_RECIPIENTS_FILE:-}" ]]; then
+	recipients="$(age_key AGE_RECIPIENTS_FILE)"
+	# Checked before the backup is taken, not after: age refuses a file that holds no recipient.
+	age_run "$recipients" --encrypt --recipients-file /run/age/key </dev/null >/dev/null \
+		|| { echo "error: AGE_RECIPIENTS_FILE=$AGE_RECIPIENTS_FILE: age cannot encrypt to it (see above)" >&2; exit 1; }
+fi
 
 "${dc[@]}" exec -T postgres pg_isready -h 127.0.0.1 -q \
 	|| { echo "error: postgres is not running: start the workbench first (make up)" >&2; exit 1; }
@@ -62,7 +75,18 @@ manifest = {"format": 1, "created": stamp, "postgres": pg, "mlflow": mlflow,
 (Path(folder) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 PY
 
-tar -C "$work" -cf "$out_dir/$name.tar" "$name"
-chmod 600 "$out_dir/$name.tar"
-step "wrote $out_dir/$name.tar ($(size "$out_dir/$name.tar"), mode 0600): $counts"
-echo "$out_dir/$name.tar"
+archive="$out_dir/$name.tar"
+if [[ -n "$recipients" ]]; then
+	archive+=".age"
+	step "encrypting with age for the recipients in $AGE_RECIPIENTS_FILE"
+	partial="$out_dir/.$name.tar.age.partial"
+	tar -C "$work" -cf - "$name" \
+		| age_run "$recipients" --encrypt --recipients-file /run/age/key >"$partial" \
+		|| { rm -f "$partial"; echo "error: encrypting the backup failed; nothing written" >&2; exit 1; }
+	mv "$partial" "$archive"
+else
+	tar -C "$work" -cf "$archive" "$name"
+fi
+chmod 600 "$archive"
+step "wrote $archive ($(size "$archive"), mode 0600): $counts"
+echo "$archive"

@@ -4,10 +4,14 @@
 # starts postgres and ftpd with the backup's secrets, restores the databases and the artifact
 # tree, then starts everything (mlflow-server's `mlflow db upgrade` migrates an older backup).
 # If .env exists, its secrets are set to the backup's (the old file is kept as .env.before-restore).
+# An archive encrypted by `make backup AGE_RECIPIENTS_FILE=...` needs AGE_IDENTITY_FILE, a file
+# holding one of the matching age identities (or SSH private keys), not passphrase-protected.
 #
-#   WORKBENCH_COMPOSE="docker compose -p workbench" scripts/restore.sh FILE [SERVICE...]
+#   WORKBENCH_COMPOSE="docker compose -p workbench" [AGE_IDENTITY_FILE=key.txt] scripts/restore.sh FILE [SERVICE...]
 set -Eeuo pipefail
 read -r -a dc <<<"${WORKBENCH_COMPOSE:-docker compose -p workbench}"
+# shellcheck source=scripts/backup-age.sh
+source "$(dirname "${BASH_SOURCE[0]}")/backup-age.sh"
 file="${1:?usage: restore.sh FILE [SERVICE...]}"
 shift
 services=("$@")
@@ -15,6 +19,12 @@ step() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 [[ -f "$file" ]] || die "no such backup: $file"
+identity=""
+if age_encrypted "$file"; then
+	[[ -n "${AGE_IDENTITY_FILE:-}" ]] \
+		|| die "$file is encrypted with age: give the file of its identity (private key): make restore FILE=$file AGE_IDENTITY_FILE=path/to/key.txt"
+	identity="$(age_key AGE_IDENTITY_FILE)" || exit 1
+fi
 if [[ -n "$("${dc[@]}" ps -a -q 2>/dev/null)" ]] \
 	|| [[ -n "$("${dc[@]}" volumes -q 2>/dev/null)" ]]; then
 	die "the workbench still has containers or volumes: restore goes into empty ones. Back up what you have (make backup), then make clean FORCE=1"
@@ -22,8 +32,14 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-step "unpacking $file"
-tar -C "$work" -xf "$file"
+if [[ -n "$identity" ]]; then
+	step "decrypting and unpacking $file with the identity in $AGE_IDENTITY_FILE"
+	age_run "$identity" --decrypt --identity /run/age/key <"$file" | tar -C "$work" -xf - \
+		|| die "could not decrypt $file with AGE_IDENTITY_FILE=$AGE_IDENTITY_FILE (age's reason above): is it the identity of one of the backup's recipients?"
+else
+	step "unpacking $file"
+	tar -C "$work" -xf "$file"
+fi
 folder="$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -n1)"
 [[ -f "$folder/manifest.json" ]] || die "$file is not a workbench backup (no manifest.json)"
 

@@ -20,13 +20,15 @@ and PIP_INDEX_URL (a PyPI mirror) to hand to the image build. Steps:
 3. `mlflow models generate-dockerfile --env-manager local` (what `mlflow models build-docker` runs
    before its `docker build`): a Dockerfile FROM python:<the model's Python>-slim;
 4. make sure that base image exists: present, else `docker pull`, else (no registry) a stand-in
-   built FROM workbench/base when the model's Python is the one Debian bookworm ships;
+   built FROM workbench/base when the model's Python is the one Debian bookworm ships, under the
+   workbench's own name (workbench/python-standin:<version>), given to the build as BASE_IMAGE;
 5. add the extra CA certificates this image trusts (base/ca-certificates) to the Dockerfile,
    right after FROM, so apt and pip trust a TLS-inspecting proxy in a real python:*-slim too;
 6. append the model's OpenAPI document (openapi.py, from its signature and input example), which
    MLflow's nginx then serves at /openapi.json;
-7. build it through the Docker API (the engine's own API version is negotiated, so any engine
-   from 20.10 on works), streaming the build's output, with the proxy settings as build args.
+7. build it with Docker Compose (BuildKit through the engine's API, engine 20.10 on), streaming
+   the build's output, with the proxy settings as build args and the PyPI mirror as a build
+   secret mounted into each step that runs pip (never in the image or its history).
 
 Prints the result as `::serve:: key=value` lines for serve.sh.
 """
@@ -43,18 +45,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import warnings
 from pathlib import Path
-from typing import NamedTuple
 
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
 import openapi
+from model_tools import Failure, read_stdin, resolve, say
 
 CA_DIR = Path("/usr/local/share/ca-certificates")
 STAND_IN = Path("/opt/serving/python-slim")
+# The stand-in's name and label: workbench/python-standin:<version>, never python:<version>-slim.
+STAND_IN_REPOSITORY = "workbench/python-standin"
+STAND_IN_LABEL = "org.workbench.python-stand-in"
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
 # Inserted after MLflow's FROM line (serving/README.md, "What the image is"). pip keeps no cache
 # in the image (a real python:*-slim would keep ~100 MB of wheels there).
@@ -93,6 +96,11 @@ SPEED_BLOCK = """
 # Added by the workbench (serving/model_image.py): uvloop and httptools for uvicorn.
 RUN pip install uvloop==0.23.0 httptools==0.9.0
 """
+# Prefixed to every RUN that runs pip or python (pip_mirror_secret): the PyPI mirror, if one was
+# given, as a build secret mounted for that step only.
+PIP_SECRET_PREFIX = ("--mount=type=secret,id=pip-index-url "
+                     "if [ -s /run/secrets/pip-index-url ]; then "
+                     'PIP_INDEX_URL="$(cat /run/secrets/pip-index-url)"; export PIP_INDEX_URL; fi; ')
 CA_BLOCK = """# The workbench's extra CA certificates (base/ca-certificates: corporate TLS-inspecting
 # proxies), trusted by apt, pip and requests in the build and at run time.
 COPY workbench-ca-certificates/ /usr/local/share/ca-certificates/
@@ -112,29 +120,14 @@ def recipe() -> str:
     return digest.hexdigest()[:16]
 
 
-def say(message: str) -> None:
-    print(f"==> {message}", flush=True)
-
-
 def result(key: str, value: object) -> None:
     print(f"::serve:: {key}={value}", flush=True)
 
 
-class Failure(Exception):
-    """An error with a message meant for the user."""
-
-
-def read_stdin() -> tuple[str, dict[str, str]]:
-    password, proxies = "", {}
-    for line in sys.stdin.read().split("\n"):
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        if key == "password":
-            password = value
-        elif (key.upper() in PROXY_VARS or key == "PIP_INDEX_URL") and value:
-            proxies[key] = value
-    return password, proxies
+def build_settings(settings: dict[str, str]) -> dict[str, str]:
+    """The proxy settings and PIP_INDEX_URL among the `key=value` lines serve.sh wrote on stdin."""
+    return {key: value for key, value in settings.items()
+            if (key.upper() in PROXY_VARS or key == "PIP_INDEX_URL") and value}
 
 
 def slug(name: str) -> str:
@@ -142,122 +135,6 @@ def slug(name: str) -> str:
     s = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("._-")
     s = re.sub(r"[._-]{2,}", "-", s)
     return s[:100] or "model"
-
-
-# Model URIs: the same code (MODEL_FORMS to one_line) in serving/model_image.py and
-# scoring/score.py. Each image is built from its own folder only, so neither can import the
-# other's copy; tests/scoring checks that the two stay identical.
-MODEL_FORMS = ("models:/<name>/<version>, models:/<name>/<stage>, models:/<name>/latest, "
-               "models:/<name>@<alias>, models:/<model_id> or runs:/<run_id>/<path>")
-# MlflowClient.get_latest_versions is deprecated (stages are), but it is what MLflow itself still
-# resolves models:/<name>/<stage> and models:/<name>/latest with; only its own warning is silenced.
-LATEST_VERSIONS_WARNING = (r"``mlflow\.tracking\.client\.MlflowClient\.get_latest_versions`` "
-                           "is deprecated")
-
-
-class ResolvedModel(NamedTuple):
-    """A model URI resolved once: `uri` names exactly what was resolved (what is downloaded),
-    `name` and `version` identify it in image tags, labels and container names (`version` is a
-    valid Docker tag: a version number, a LoggedModel's id, or run-<its run's id>)."""
-
-    uri: str
-    name: str
-    version: str
-    source: str  # where its files are: an image built from another source is rebuilt
-    run_id: str
-    what: str  # for the user: "version 3 of 'iris'"
-
-
-def docker_tag(text: str) -> str:
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
-    return (tag if re.match(r"\w", tag) else f"v{tag}")[:128]
-
-
-def parse_model_uri(uri: str) -> dict[str, str]:
-    """The parts of a model URI, split as MLflow's own parsers split them (the registry's
-    models:/ forms, a LoggedModel's id, a run's artifact path)."""
-    parsed = urllib.parse.urlparse(uri, allow_fragments=False)
-    path = parsed.path[1:] if parsed.path.startswith("/") else ""
-    parts = path.split("/")
-    if parsed.scheme == "runs" and not parsed.netloc and parts[0] and "/".join(parts[1:]):
-        return {"run_id": parts[0], "path": "/".join(parts[1:])}
-    if parsed.scheme != "models" or parsed.netloc or not parts[0].strip() or len(parts) > 2:
-        raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
-    if len(parts) == 2:
-        name, suffix = parts
-        if not suffix.strip():
-            raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
-        if suffix.isdigit():
-            return {"name": name, "version": suffix}
-        if suffix.lower() == "latest":
-            return {"name": name, "stage": ""}
-        return {"name": name, "stage": suffix}
-    if "@" in path:
-        name, _, alias = path.rpartition("@")
-        if not alias.strip():
-            raise Failure(f"MODEL={uri!r}: give one of {MODEL_FORMS}")
-        return {"name": name, "alias": alias}
-    return {"model_id": path}
-
-
-def resolve(uri: str) -> ResolvedModel:
-    """Any model URI MLflow loads -> the model it names now, pinned: models:/<name>/<version> for
-    the registry's forms, models:/<model_id> for a LoggedModel, the runs:/ URI itself for a
-    run's artifacts. A URI MLflow cannot resolve fails with MLflow's own message, on one line."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    parts = parse_model_uri(uri)
-    client = MlflowClient()
-    try:
-        if "model_id" in parts:
-            model = client.get_logged_model(parts["model_id"])
-            return ResolvedModel(f"models:/{model.model_id}", model.name,
-                                 docker_tag(model.model_id), str(model.artifact_location),
-                                 str(model.source_run_id or ""),
-                                 f"logged model {model.model_id} ({model.name!r})")
-        if "run_id" in parts:
-            run = client.get_run(parts["run_id"])
-            run_id, path = run.info.run_id, parts["path"].strip("/")
-            pinned = f"runs:/{run_id}/{path}"
-            files = mlflow.artifacts.list_artifacts(artifact_uri=pinned)
-            if not any(f.path.rsplit("/", 1)[-1] == "MLmodel" for f in files):
-                raise Failure(f"{uri}: run {run_id} has no MLflow model at {path!r} (no MLmodel "
-                              "file there)")
-            return ResolvedModel(pinned, path, f"run-{run_id[:12]}",
-                                 f"{run.info.artifact_uri}/{path}", run_id,
-                                 f"the model at {path!r} of run {run_id}")
-        if "alias" in parts:
-            mv = client.get_model_version_by_alias(parts["name"], parts["alias"])
-        elif "version" in parts:
-            mv = client.get_model_version(parts["name"], parts["version"])
-        else:
-            stage = parts["stage"]
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", LATEST_VERSIONS_WARNING, FutureWarning)
-                latest = client.get_latest_versions(parts["name"], [stage] if stage else None)
-            if not latest:  # MLflow's own words (mlflow.store.artifact.utils.models)
-                raise Failure(f"{uri} is not in the workbench's registry: No versions of model "
-                              f"with name '{parts['name']}'"
-                              + (f" and stage '{stage}'" if stage else "") + " found")
-            mv = max(latest, key=lambda v: int(v.version))
-    except MlflowException as exc:
-        message = one_line(exc.message)
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            where = "registry" if "name" in parts else "tracking server"
-            if not parts.get("model_id", "m-").startswith("m-"):  # a registered model's name?
-                message += (f" (a registered model is models:/{parts['model_id']}/<version>, "
-                            "/<stage>, /latest or @<alias>)")
-            raise Failure(f"{uri} is not in the workbench's {where}: {message}") from None
-        raise Failure(f"{uri} cannot be resolved: {message}") from None
-    return ResolvedModel(f"models:/{mv.name}/{mv.version}", mv.name, str(mv.version),
-                         str(mv.source), str(mv.run_id or ""),
-                         f"version {mv.version} of {mv.name!r}")
-
-
-def one_line(message: str) -> str:
-    return " ".join(str(message).split())
 
 
 def python_of(dockerfile: str) -> tuple[str, str]:
@@ -274,21 +151,33 @@ def python_of(dockerfile: str) -> tuple[str, str]:
 
 
 def ensure_base_image(client: docker.DockerClient, image: str, version: str,
-                      workbench_base: str) -> str:
-    """Present, else pulled, else the stand-in built FROM workbench/base. Says which."""
+                      workbench_base: str) -> tuple[str, str]:
+    """The image to build FROM and what it is: MLflow's python:<version>-slim when it is here or
+    can be pulled, else the workbench's stand-in, built FROM workbench/base under its own name
+    (never the official one, which every other project on the machine would then build on)."""
+    stand_in = f"{STAND_IN_REPOSITORY}:{version}"
     try:
         found = client.images.get(image)
-        kind = "workbench stand-in" if "org.workbench.python-stand-in" in (found.labels or {}) else "present"
-        return f"{image} ({kind})"
+        if STAND_IN_LABEL not in (found.labels or {}):
+            return image, f"{image} (present)"
+        # An older workbench tagged its stand-in with the official name: its label says so.
+        found.tag(STAND_IN_REPOSITORY, version)
+        client.images.remove(image)  # only the official name goes; the image stays as stand_in
+        say(f"{image} here was an older workbench's stand-in: it is {stand_in} now")
     except ImageNotFound:
         pass
     say(f"pulling {image}")
     repo, tag = image.split(":", 1)
     try:
         client.images.pull(repo, tag=tag)
-        return f"{image} (pulled)"
+        return image, f"{image} (pulled)"
     except APIError as exc:
-        reason = exc.explanation or str(exc)
+        reason = (exc.explanation or str(exc)).splitlines()[0][:160]
+    try:
+        client.images.get(stand_in)
+        return stand_in, f"{stand_in} (the workbench's stand-in: {image} cannot be pulled: {reason})"
+    except ImageNotFound:
+        pass
     base_python = client.containers.run(
         workbench_base, ["python3", "-c", "import platform; print(platform.python_version())"],
         remove=True, network_mode="none").decode().strip()
@@ -298,20 +187,26 @@ def ensure_base_image(client: docker.DockerClient, image: str, version: str,
             f"{base_python}, not the model's {version}. Load the image on this machine "
             f"(`docker load -i python-{version}-slim.tar`, saved where a registry is reachable) "
             "or log the model from the jupyter container.")
-    say(f"{image} cannot be pulled ({reason.splitlines()[0][:160]}): building the stand-in "
+    say(f"{image} cannot be pulled ({reason}): building the stand-in {stand_in} "
         f"FROM {workbench_base} (Debian bookworm's Python {base_python}, the same CA certificates)")
     try:
-        client.images.build(path=str(STAND_IN), tag=image, rm=True, pull=False,
+        client.images.build(path=str(STAND_IN), tag=stand_in, rm=True, pull=False,
                             buildargs={"WORKBENCH_BASE": workbench_base, "PYTHON_VERSION": version})
     except BuildError as exc:
-        raise Failure(f"building the stand-in {image} failed: {exc.msg}") from None
-    return f"{image} (workbench stand-in, built now)"
+        raise Failure(f"building the stand-in {stand_in} failed: {exc.msg}") from None
+    return stand_in, f"{stand_in} (the workbench's stand-in, built now)"
 
 
-def add_workbench_steps(context: Path, dockerfile: str, pip_index: bool) -> tuple[str, int]:
-    """No pip cache, the PyPI mirror (if any) and the extra CA certificates (if any), right
-    after MLflow's FROM line."""
-    block = PIP_BLOCK + ("ARG PIP_INDEX_URL\n" if pip_index else "")
+def from_build_argument(dockerfile: str) -> str:
+    """MLflow's `FROM python:<version>-slim` as `FROM ${BASE_IMAGE}`, that name its default: the
+    build argument BASE_IMAGE names the image ensure_base_image chose."""
+    return re.sub(r"^FROM\s+(\S+)", lambda m: f"ARG BASE_IMAGE={m[1]}\nFROM ${{BASE_IMAGE}}",
+                  dockerfile, count=1, flags=re.M)
+
+
+def add_workbench_steps(context: Path, dockerfile: str) -> tuple[str, int]:
+    """No pip cache and the extra CA certificates (if any), right after MLflow's FROM line."""
+    block = PIP_BLOCK
     certs = sorted(CA_DIR.glob("*.crt"))
     if certs:
         target = context / "workbench-ca-certificates"
@@ -337,22 +232,50 @@ def share_dependency_layer(context: Path, dockerfile: str, model_dir: Path) -> t
     return "\n".join(lines[:at] + block + lines[at:]), True
 
 
-def build(client: docker.DockerClient, context: Path, tag: str, labels: dict[str, str],
-          buildargs: dict[str, str]) -> None:
-    """Build through the Docker API, printing the build's output as it comes."""
-    stream = client.api.build(path=str(context), tag=tag, labels=labels, buildargs=buildargs,
-                              rm=True, forcerm=True, pull=False, decode=True)
-    error = None
-    for chunk in stream:
-        if "stream" in chunk:
-            sys.stdout.write(chunk["stream"])
+def pip_mirror_secret(dockerfile: str) -> str:
+    """Every shell-form RUN that runs pip or python (MLflow's installs and the workbench's) with
+    the build secret pip-index-url mounted and, when it is there, PIP_INDEX_URL set from it for
+    that one step: the mirror's URL and any token in it reach pip, never a layer or the history."""
+    return re.sub(r"^RUN (?!\[|--mount=type=secret,id=pip-index-url )(?=.*\b(?:pip|python)\b)",
+                  lambda m: "RUN " + PIP_SECRET_PREFIX, dockerfile, flags=re.M)
+
+
+def compose_value(text: str) -> str:
+    """A value Compose takes verbatim: `$` escaped from its interpolation."""
+    return text.replace("$", "$$")
+
+
+def build(context: Path, tag: str, labels: dict[str, str], buildargs: dict[str, str],
+          pip_index_url: str) -> None:
+    """Build with Docker Compose (BuildKit, through the engine's API; the Docker SDK has only the
+    classic builder, which has no build secrets), printing the build's output as it comes. The
+    PyPI mirror reaches the build as the secret pip-index-url, from this process's environment;
+    the Compose file (JSON, its values escaped) holds no secret."""
+    spec = {
+        "name": "workbench-model-build",
+        "services": {"model": {
+            "image": compose_value(tag),
+            "build": {"context": str(context),
+                      "args": {k: compose_value(v) for k, v in buildargs.items()},
+                      "labels": {k: compose_value(v) for k, v in labels.items()},
+                      "secrets": ["pip-index-url"]},
+        }},
+        "secrets": {"pip-index-url": {"environment": "PIP_INDEX_URL"}},
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="model-build-") as file:
+        json.dump(spec, file)
+        file.flush()
+        env = {**os.environ, "PIP_INDEX_URL": pip_index_url, "DOCKER_BUILDKIT": "1"}
+        process = subprocess.Popen(["docker-compose", "-f", file.name, "--progress", "plain",
+                                    "build"], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        tail: list[str] = []
+        for line in process.stdout:
+            sys.stdout.write(line)
             sys.stdout.flush()
-        elif "status" in chunk:
-            print(chunk["status"], chunk.get("progress", ""), flush=True)
-        if "error" in chunk:
-            error = chunk["error"]
-    if error:
-        raise Failure(f"the image build failed: {error.strip()}")
+            tail = (tail + [line])[-30:]
+        if process.wait() != 0:
+            raise Failure("the image build failed:\n" + "".join(tail).strip())
 
 
 def model_dir_in(context: Path, uri: str) -> Path:
@@ -388,7 +311,8 @@ def main() -> int:
     parser.add_argument("--rebuild", action="store_true")
     args = parser.parse_args()
 
-    password, proxies = read_stdin()
+    settings = read_stdin()
+    password, proxies = settings.get("password", ""), build_settings(settings)
     if not password:
         raise Failure("no MLflow password on stdin")
     os.environ["MLFLOW_TRACKING_PASSWORD"] = password
@@ -436,8 +360,11 @@ def main() -> int:
                 raise Failure(f"mlflow models generate-dockerfile failed:\n{gen.stderr[-3000:]}")
             dockerfile = (context / "Dockerfile").read_text()
             base_image, python_version = python_of(dockerfile)
-            say(f"base image: {ensure_base_image(client, base_image, python_version, args.workbench_base)}")
-            dockerfile, n_certs = add_workbench_steps(context, dockerfile, "PIP_INDEX_URL" in proxies)
+            base_image, what_base = ensure_base_image(client, base_image, python_version,
+                                                      args.workbench_base)
+            say(f"base image: {what_base}")
+            dockerfile = from_build_argument(dockerfile)
+            dockerfile, n_certs = add_workbench_steps(context, dockerfile)
             model_dir = model_dir_in(context, model.uri)
             (context / "workbench-openapi.json").write_text(
                 json.dumps(openapi.document(model_dir, name, version), indent=1))
@@ -447,21 +374,21 @@ def main() -> int:
                     "requirements.txt: its requirements are installed by MLflow's own step only "
                     "(no layer shared with other models' images)")
             dockerfile += OPENAPI_BLOCK
-            (context / "Dockerfile").write_text(dockerfile)
+            (context / "Dockerfile").write_text(pip_mirror_secret(dockerfile))
             if n_certs:
                 say(f"the image trusts {n_certs} extra CA certificate(s) (base/ca-certificates)")
             if proxies:
                 say(f"settings for the build: {', '.join(sorted(proxies))}")
-            buildargs = dict(proxies)
+            buildargs = {"BASE_IMAGE": base_image}
             for key, value in proxies.items():  # both spellings: apt reads lower case, pip both
                 if key == "PIP_INDEX_URL":
-                    continue
+                    continue  # a build secret (build()), never a build argument
                 buildargs.setdefault(key.lower(), value)
                 buildargs.setdefault(key.upper(), value)
             say(f"building {image}: apt installs nginx, pip installs MLflow {mlflow_version()} "
                 "and the model's requirements (a few minutes the first time)")
             labels["org.workbench.model.example"] = example_payload(context)
-            build(client, context, image, labels, buildargs)
+            build(context, image, labels, buildargs, proxies.get("PIP_INDEX_URL", ""))
             say(f"built {image} in {time.monotonic() - started:.0f} s")
             if existing is not None and client.images.get(image).id != existing.id:
                 result("replaced", existing.id)  # serve.sh removes it once no container uses it

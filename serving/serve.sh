@@ -8,8 +8,9 @@
 #
 # Settings come from the environment (the make targets pass them): PROJECT (workbench), MODEL,
 # PORT, WORKERS (MLFLOW_MODELS_WORKERS, 2), BIND_ADDRESS (127.0.0.1), SERVE_TIMEOUT (seconds to
-# wait for /ping, 300), REBUILD=1, COMPOSE (docker compose), ENV_FILE (a Compose --env-file),
-# WORKBENCH_VERSION (local). Needs nothing on the host but bash and Docker.
+# wait for /ping, 300), MEMORY and PIDS (the served container's memory and process limits, 2g and
+# 512), REBUILD=1, COMPOSE (docker compose), ENV_FILE (a Compose --env-file), WORKBENCH_VERSION
+# (local). Needs nothing on the host but bash, tar and Docker.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,9 @@ COMPOSE="${COMPOSE:-docker compose}"
 WORKBENCH_BASE="workbench/base:${WORKBENCH_VERSION:-local}"
 TOOLS_IMAGE="workbench/serving-tools:${WORKBENCH_VERSION:-local}"
 LABEL=org.workbench.serving
+# The served model's user: nobody, which python:*-slim and workbench/base both have. Not root, and
+# owning nothing in the image.
+MODEL_USER=65534:65534
 
 die() { printf >&2 'error: %s\n' "$*"; exit 1; }
 say() { printf '==> %s\n' "$*"; }
@@ -50,10 +54,13 @@ ping_status() {
 cmd_serve() {
 	local model="${MODEL:-$MODEL_DEFAULT}" port="${PORT:-5001}" workers="${WORKERS:-2}"
 	local bind="${BIND_ADDRESS:-127.0.0.1}" timeout="${SERVE_TIMEOUT:-300}"
+	local memory="${MEMORY:-2g}" pids="${PIDS:-512}"
 	local network="${PROJECT}_frontend"
 	# shellcheck disable=SC2015  # die when either test fails
 	[[ "$port" =~ ^[0-9]+$ ]] && ((port > 0 && port < 65536)) || die "PORT=$port is not a port number"
 	[[ "$workers" =~ ^[1-9][0-9]*$ ]] || die "WORKERS=$workers is not a positive number"
+	[[ "$memory" =~ ^[0-9]+(\.[0-9]+)?([kKmMgGtT][iI]?[bB]?)?$ ]] || die "MEMORY=$memory is not a memory size (e.g. 2g, 512m)"
+	[[ "$pids" =~ ^[1-9][0-9]*$ ]] || die "PIDS=$pids is not a positive number of processes"
 
 	docker network inspect "$network" >/dev/null 2>&1 \
 		|| die "no network $network: is the workbench (Compose project $PROJECT) up? make up"
@@ -69,8 +76,9 @@ cmd_serve() {
 		--format '{{.Names}} {{.Label "org.workbench.model.uri"}}')
 
 	say "serving tools image $TOOLS_IMAGE (the first build takes a minute or two)"
-	docker build -q -t "$TOOLS_IMAGE" --build-arg "WORKBENCH_BASE=$WORKBENCH_BASE" \
-		--build-arg "PIP_INDEX_URL=${PIP_INDEX_URL:-}" serving >/dev/null
+	# The context: serving/ and the module it shares with make score (tools/image-context.sh).
+	tools/image-context.sh serving | docker build -q -t "$TOOLS_IMAGE" --build-arg "WORKBENCH_BASE=$WORKBENCH_BASE" \
+		--build-arg "PIP_INDEX_URL=${PIP_INDEX_URL:-}" - >/dev/null
 
 	# The admin password, read from the secrets volume by the one-shot secrets-init service
 	# (root there; the volume's files are 0400 for the server's uid). It stays in this shell's
@@ -87,9 +95,18 @@ cmd_serve() {
 		[[ -n "${!var:-}" ]] && proxies+=("$var=${!var}")
 	done
 	say "building the image of $model (tools container on $network, Docker socket mounted)"
+	# The tools container holds the Docker socket, which is root on this machine whatever else is
+	# done, so it gets nothing else: no other host path, a read-only root file system, its
+	# scratch (the model's download, the build context) in an anonymous volume (on disk: models
+	# can be bigger than memory; removed with the container), no capability (root in it still
+	# reaches the socket: it owns it), no privilege gain, memory and process limits. It runs as
+	# root because a non-root user cannot reach the socket on rootless Docker or Docker Desktop.
+	# (":ro" keeps the socket file itself unchanged; the Docker API behind it is not read-only.)
 	{ printf 'password=%s\n' "$password"; ((${#proxies[@]})) && printf '%s\n' "${proxies[@]}"; true; } \
 		| docker run --rm -i --network "$network" \
-			-v "$(docker_socket):/var/run/docker.sock" \
+			-v "$(docker_socket):/var/run/docker.sock:ro" \
+			--read-only -v /tmp -e HOME=/tmp --cap-drop ALL --security-opt no-new-privileges:true \
+			--memory 2g --pids-limit 256 \
 			-e MLFLOW_TRACKING_URI=http://mlflow-server:5000 -e MLFLOW_TRACKING_USERNAME=admin \
 			--label "$LABEL.tools=true" --label "org.workbench.project=$PROJECT" \
 			"$TOOLS_IMAGE" --model "$model" --project "$PROJECT" --workbench-base "$WORKBENCH_BASE" \
@@ -111,7 +128,16 @@ cmd_serve() {
 		docker rm -f "$name" >/dev/null
 	fi
 	say "starting $name on $bind:$port ($workers workers)"
+	# Hardened like the workbench's services: not root, no capability, no privilege gain, a
+	# read-only root file system, memory and process limits. What MLflow's scoring server writes
+	# gets a tmpfs (memory, counted in MEMORY): /tmp (HOME, Python's temporary files), nginx's
+	# /var/lib/nginx (request bodies over 16 KB, buffered responses) and /var/log/nginx (MLflow
+	# links its logs there to the container's stdout and stderr at every start).
 	docker run -d --name "$name" --restart unless-stopped \
+		--user "$MODEL_USER" -e HOME=/tmp --read-only --tmpfs /tmp \
+		--tmpfs "/var/lib/nginx:uid=${MODEL_USER%:*},gid=${MODEL_USER#*:},mode=0700" \
+		--tmpfs "/var/log/nginx:uid=${MODEL_USER%:*},gid=${MODEL_USER#*:},mode=0755" \
+		--cap-drop ALL --memory "$memory" --pids-limit "$pids" \
 		--label "$LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
 		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
 		--label "org.workbench.model.version=${r[version]}" \
@@ -147,10 +173,12 @@ cmd_serve() {
 	local payload="${r[example]:-}"
 	[[ -n "$payload" ]] || payload='{"dataframe_split": {"columns": ["..."], "data": [["..."]]}}'
 	payload="${payload//\'/\'\\\'\'}"
+	# The single quotes below are text of the printed curl, inside an unquoted here-document.
+	# shellcheck disable=SC2016
 	cat <<EOF
 
 Serving $model (${r[what]:-version ${r[version]} of '${r[name]}'}) at http://$host:$port
-  container  $name   (restart unless-stopped, MLFLOW_MODELS_WORKERS=$workers)
+  container  $name   (restart unless-stopped, MLFLOW_MODELS_WORKERS=$workers, memory $memory, $pids processes)
   image      ${r[image]}   ${r[size]}
 
 Try it:

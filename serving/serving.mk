@@ -11,11 +11,13 @@ $(SERVE_TARGETS): export PORT ?=
 $(SERVE_TARGETS): export WORKERS ?=
 $(SERVE_TARGETS): export BIND_ADDRESS ?=
 $(SERVE_TARGETS): export SERVE_TIMEOUT ?=
+$(SERVE_TARGETS): export MEMORY ?=
+$(SERVE_TARGETS): export PIDS ?=
 $(SERVE_TARGETS): export REBUILD ?=
 $(SERVE_TARGETS): export ENV_FILE ?=
 
 .PHONY: $(SERVE_TARGETS)
-serve: ## serve a registered model: MODEL=models:/diabetes-regressor@champion PORT=5001 [WORKERS=2]
+serve: ## serve a registered model: MODEL=models:/diabetes-regressor@champion PORT=5001 [WORKERS=2] [MEMORY=2g] [PIDS=512]
 	@serving/serve.sh serve
 
 serve-stop: ## remove served model containers: all of the project, or PORT= / MODEL=

@@ -1,18 +1,22 @@
 """The exercise checks' connection to your MLflow server: only `requests`, the REST API.
 
-Settings (environment variables; `make exercise-check` sets them for your running workbench):
-  MLFLOW_TRACKING_URI       the server, as seen from where the checks run (http://127.0.0.1:5000)
+`make exercise-check` runs them in the workbench's jupyter container, whose environment already
+holds the server's URL and credentials. Settings (environment variables):
+  MLFLOW_TRACKING_URI       the server, as seen from where the checks run (http://127.0.0.1:5000;
+                            in the jupyter container http://mlflow-server:5000)
   MLFLOW_TRACKING_USERNAME  default admin
-  MLFLOW_TRACKING_PASSWORD  the admin password (`make credentials` prints it)
+  MLFLOW_TRACKING_PASSWORD  the admin password (`make credentials` prints it), or
+  MLFLOW_TRACKING_PASSWORD_FILE  a file holding it (the jupyter container's secret)
   EXERCISE_EXPERIMENT       default Tracking-Exercise
   EXERCISE_MODEL            default IrisModel
-  WORKBENCH_SERVING_URL     the model server of exercise 3, e.g. http://127.0.0.1:5002 (its check is
-                            skipped without it; make exercise-check sets it)
+  WORKBENCH_SERVING_URL     the model server of exercise 3, e.g. http://serve-5002:8080 from the jupyter
+                            container (its check is skipped without it; make exercise-check sets it)
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import requests
@@ -60,8 +64,10 @@ class Server:
 @pytest.fixture(scope="session")
 def server() -> Server:
     password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if not password and os.environ.get("MLFLOW_TRACKING_PASSWORD_FILE"):
+        password = Path(os.environ["MLFLOW_TRACKING_PASSWORD_FILE"]).read_text()
     if not password:
-        pytest.fail("MLFLOW_TRACKING_PASSWORD is not set: run the checks with `make exercise-check`, "
+        pytest.fail("MLFLOW_TRACKING_PASSWORD(_FILE) is not set: run the checks with `make exercise-check`, "
                     "or set MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD yourself", pytrace=False)
     return Server(os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
                   (os.environ.get("MLFLOW_TRACKING_USERNAME", "admin"), password))
@@ -69,9 +75,9 @@ def server() -> Server:
 
 @pytest.fixture(scope="session")
 def experiment_name() -> str:
-    return os.environ.get("EXERCISE_EXPERIMENT", "Tracking-Exercise")
+    return os.environ.get("EXERCISE_EXPERIMENT") or "Tracking-Exercise"
 
 
 @pytest.fixture(scope="session")
 def model_name() -> str:
-    return os.environ.get("EXERCISE_MODEL", "IrisModel")
+    return os.environ.get("EXERCISE_MODEL") or "IrisModel"

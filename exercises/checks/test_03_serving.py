@@ -1,7 +1,7 @@
 """Exercise 3 (exercises/03-serving.ipynb): the served IrisModel answers /invocations.
 
-Looks for the model server at WORKBENCH_SERVING_URL: `make exercise-check` sets it to
-http://127.0.0.1:5002, where `make serve MODEL=models:/IrisModel@staging PORT=5002` serves it.
+Looks for the model server at WORKBENCH_SERVING_URL: `make exercise-check` (in the jupyter container)
+sets it to http://serve-5002:8080, where `make serve MODEL=models:/IrisModel@staging PORT=5002` serves it.
 Run by hand without it, this check is skipped, saying so.
 """
 
@@ -19,7 +19,7 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]
 
 pytestmark = pytest.mark.skipif(
     not SERVING_URL, reason="no model server to check: set WORKBENCH_SERVING_URL (make exercise-check "
-    "sets it to http://127.0.0.1:5002, where `make serve MODEL=models:/IrisModel@staging PORT=5002` serves)")
+    "sets it to http://serve-5002:8080, where `make serve MODEL=models:/IrisModel@staging PORT=5002` serves)")
 
 
 def _get(url: str) -> requests.Response:

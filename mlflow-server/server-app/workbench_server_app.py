@@ -199,7 +199,7 @@ def _schema_is_current() -> None:
     try:
         with engine.connect() as connection:
             revision = connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (any failure of a check is a reason to stay off)
         raise _Off(f"the database's schema revision could not be read ({exc.__class__.__name__})") from None
     finally:
         engine.dispose()
@@ -454,8 +454,8 @@ class FastPaths:
             best = latest.get(key)
             if best is None or (step, timestamp, value) > (best[3], best[2], best[1]):
                 latest[key] = row
-        columns = [list(column) for column in zip(*metrics)]
-        latest_columns = [list(column) for column in zip(*sorted(latest.values()))]
+        columns = [list(column) for column in zip(*metrics, strict=True)]
+        latest_columns = [list(column) for column in zip(*sorted(latest.values()), strict=True)]
         try:
             conn = self._get_engine().raw_connection()
         except Exception:
@@ -525,7 +525,7 @@ def _metrics_of(payload, call: str) -> tuple[str, list[tuple]]:
     valid_keys: set[str] = set()
     try:
         mlflow_api.validate_run_id(run_uuid)
-        for metric, path in zip(raw, paths):
+        for metric, path in zip(raw, paths, strict=True):
             key, value, timestamp, step = _metric_fields(metric, call)
             if key not in valid_keys:
                 mlflow_api.validate_metric(key, value, timestamp, step, path=path)
@@ -672,7 +672,7 @@ async def download_artifact(artifact_path: str):
         stream = await open_stream(path)
         if stream is None:
             raise _HandOn
-    except Exception:
+    except Exception:  # noqa: BLE001 (anything unexpected: MLflow's own route answers)
         return await mlflow_api.download_artifact(artifact_path)
     size, chunks = stream
     filename = posixpath.basename(path)

@@ -8,6 +8,7 @@ and then used by the load test and by the one parametrized serving test.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import textwrap
 import uuid
@@ -394,9 +395,12 @@ def test_spark_udf_in_the_scoring_image(stack, logged_models, admin_auth):
     image (make score's), on the stack's network, as a batch job would."""
     model = logged_models("sklearn-random-forest")
     image = "workbench/scoring:local"
-    subprocess.run(["docker", "build", "-q", "-t", image, "--build-arg",
-                    "WORKBENCH_BASE=workbench/base:local", str(REPO / "scoring")],
-                   check=True, capture_output=True, timeout=3600)
+    # Built as make score builds it: scoring/ with the shared tools/model_tools.py.
+    context = subprocess.run([str(REPO / "tools" / "image-context.sh"), "scoring"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["docker", "build", "-q", "-t", image, "--build-arg", "WORKBENCH_BASE=workbench/base:local",
+                    "--build-arg", f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}", "-"],
+                   input=context, check=True, capture_output=True, timeout=3600)
     code = SPARK_UDF.replace("MODEL_URI", repr(f"models:/{model['registered']}/{model['version']}")).replace(
         "SAMPLE", repr({k: model["sample"][k] for k in ("columns", "data")}))
     result = subprocess.run(

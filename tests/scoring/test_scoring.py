@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.serving import UNKNOWN
+from utils.serving import UNKNOWN, run_inspecting
 from utils.stack import REPO
 
 SCORE = REPO / "scoring" / "score.sh"
@@ -285,6 +285,39 @@ def test_scores_as_the_loaded_model(stack, data, inputs, workdir, request, engin
     assert f"wrote {ROWS:,} predictions to {output}" in result.stdout
 
 
+def test_the_container_gets_the_input_file_read_only_and_a_new_output_directory(stack, data, inputs):
+    """A model is code (unpickled in the container): it sees two host paths, the input file alone,
+    read-only, and a new empty directory next to OUTPUT, writable, and nothing else, with a
+    read-only root, no capability and memory and process limits. A relative OUTPUT under the
+    repository's predictions/ folder (git-ignored) is allowed: the file lands there, the
+    directory is gone."""
+    expected = data["diabetes"]
+    name = f"mounts-{uuid.uuid4().hex[:8]}.csv"
+    output = REPO / "predictions" / name
+    env = {**os.environ, "PROJECT": stack.project, "ENV_FILE": str(stack.env_file), "CHUNK": CHUNK,
+           "MODEL": f"models:/{expected['model']}@champion", "INPUT": str(inputs["diabetes", "csv"]),
+           "OUTPUT": f"predictions/{name}"}
+    try:
+        container, result = run_inspecting([str(SCORE)], env=env, labels=[
+            "org.workbench.scoring=true", f"org.workbench.project={stack.project}"])
+        assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+        assert container, "no scoring container seen"
+        mounts = sorted((m["Type"], m["Source"], m["Destination"], m["RW"]) for m in container["Mounts"])
+        stage = [m[1] for m in mounts if m[3]]
+        assert len(stage) == 1 and re.fullmatch(rf"\.{re.escape(name)}\.[\d-]+\.d", Path(stage[0]).name), mounts
+        assert Path(stage[0]).parent == output.parent and not Path(stage[0]).exists()
+        input_file = str(inputs["diabetes", "csv"].resolve())
+        assert mounts == sorted([("bind", input_file, input_file, False), ("bind", stage[0], stage[0], True)])
+        host = container["HostConfig"]
+        assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+        assert "no-new-privileges:true" in host["SecurityOpt"]
+        assert (host["Memory"], host["PidsLimit"]) == (4 * 1024**3, 4096)
+        check_predictions(stack, output, "id", expected)
+        assert not list(output.parent.glob(f".{name}.*")), "the output directory was left behind"
+    finally:
+        output.unlink(missing_ok=True)
+
+
 # A URI form -> what score.py says it is ({name}: the diabetes model, whose only version 1 is
 # in the Staging stage and has the alias champion; {model_id} and {run_id}: version 1's).
 URI_FORMS = [
@@ -313,29 +346,6 @@ def test_every_model_uri_mlflow_loads_scores_the_same(stack, data, inputs, workd
     check_predictions(stack, output, "id", expected)
 
 
-def test_model_uris_are_resolved_alike_by_make_serve_and_make_score():
-    """Each image is built from its own folder, so the code that resolves model URIs is in both
-    serving/model_image.py and scoring/score.py: the same code, exactly."""
-    import ast
-
-    shared = {"MODEL_FORMS", "LATEST_VERSIONS_WARNING", "ResolvedModel", "docker_tag",
-              "parse_model_uri", "resolve", "one_line"}
-
-    def definitions(path: Path) -> dict[str, str]:
-        source = path.read_text()
-        found = {}
-        for node in ast.parse(source).body:
-            names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
-            for name in [getattr(node, "name", None), *names]:
-                if name in shared:
-                    found[name] = ast.get_source_segment(source, node)
-        return found
-
-    serving = definitions(REPO / "serving" / "model_image.py")
-    assert set(serving) == shared
-    assert definitions(REPO / "scoring" / "score.py") == serving
-
-
 def test_the_scoring_image_has_jupyters_library_versions():
     """A model logged in JupyterLab loads with the very libraries it was logged with."""
     def pins(path: Path) -> dict[str, str]:
@@ -358,9 +368,11 @@ def spark_cluster(stack, workdir):
     own, which reaches this machine, and so the driver, only through published ports, as a
     cluster elsewhere would. Removed afterwards."""
     image = "workbench/scoring:local"
+    context = subprocess.run([str(REPO / "tools" / "image-context.sh"), "scoring"], check=True,
+                             capture_output=True).stdout
     subprocess.run(["docker", "build", "-q", "-t", image, "--build-arg", "WORKBENCH_BASE=workbench/base:local",
-                    "--build-arg", f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}",
-                    str(REPO / "scoring")], check=True, capture_output=True)
+                    "--build-arg", f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}", "-"],
+                   input=context, check=True, capture_output=True)
     suffix = uuid.uuid4().hex[:6]
     master, worker = f"{stack.project}-spark-master-{suffix}", f"{stack.project}-spark-worker-{suffix}"
     network = f"{stack.project}-spark-{suffix}"
@@ -470,6 +482,30 @@ def bad(stack, inputs, workdir, **settings: str) -> subprocess.CompletedProcess:
     assert not output.exists(), "a failed run left an output file"
     assert not list(output.parent.glob(f".{output.name}.*")), "a failed run left a temporary file"
     return result
+
+
+@pytest.mark.parametrize("where", ["repository", "new-folder", "symlink"])
+def test_an_output_inside_the_repository_is_refused(stack, data, inputs, workdir, where):
+    """The repository holds .env (every secret) and the code make runs: an OUTPUT there, relative
+    (make's directory), in a folder of it that does not exist yet, or reached through a symlink
+    from outside, is refused before anything runs, and nothing is created."""
+    name = f"refused-{uuid.uuid4().hex[:8]}.csv"
+    link = workdir / f"repo-link-{uuid.uuid4().hex[:8]}"
+    output = {"repository": name, "new-folder": f"scoring/{name[:-4]}/{name}",
+              "symlink": str(link / name)}[where]
+    if where == "symlink":
+        link.symlink_to(REPO)
+    try:
+        result = score(stack, MODEL=f"models:/{data['diabetes']['model']}@champion",
+                       INPUT=str(inputs["diabetes", "csv"]), OUTPUT=output)
+    finally:
+        link.unlink(missing_ok=True)
+    assert result.returncode != 0
+    assert result.stderr.startswith(f"error: OUTPUT={output} is inside the workbench's repository "
+                                    f"({REPO.resolve()}): write it outside, or under predictions/"), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (REPO / name).exists() and not (REPO / "scoring" / name[:-4]).exists()
+    assert not list(REPO.glob(f".{name}.*")), "a directory was made in the repository"
 
 
 def test_a_missing_input_file(stack, data, inputs, workdir):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import socket
 import subprocess
@@ -21,7 +22,8 @@ import uuid
 
 import pytest
 
-from utils.serving import UNKNOWN, free_port, model_images_removed_afterwards, remove_image, resolve, serve
+from utils.serving import (SERVE, UNKNOWN, free_port, model_images_removed_afterwards, remove_image,
+                           resolve, run_inspecting, serve)
 from utils.stack import http_session
 
 REGISTER = r"""
@@ -172,6 +174,31 @@ def test_no_secret_reaches_the_served_container(stack, served, model):
         assert not any(m.get("Source", "").endswith("docker.sock") for m in c["Mounts"])
 
 
+def assert_hardened(container: dict, memory: int, pids: int) -> None:
+    """Not root, no capability, no privilege gain, a read-only root file system with tmpfs for
+    what MLflow's scoring server writes, memory and process limits, no host path."""
+    host = container["HostConfig"]
+    assert container["Config"]["User"] == "65534:65534"
+    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["ReadonlyRootfs"] is True
+    assert set(host["Tmpfs"]) == {"/tmp", "/var/lib/nginx", "/var/log/nginx"}
+    assert (host["Memory"], host["PidsLimit"]) == (memory, pids)
+    assert container["Mounts"] == []
+
+
+def test_served_containers_run_hardened(stack, served, model):
+    """Hardened like the workbench's services (every other test here gets its answers from these
+    containers): the defaults MEMORY=2g, PIDS=512; every process of them runs as nobody."""
+    running = containers(stack, model)
+    assert len(running) == 2
+    for c in running:
+        assert_hardened(c, 2 * 1024**3, 512)
+        top = subprocess.run(["docker", "top", c["Id"], "-o", "pid,uid,comm"], capture_output=True,
+                             text=True, check=True).stdout.splitlines()[1:]
+        assert top and all(line.split()[1] == "65534" for line in top), top
+
+
 BAD_REQUESTS = {
     "malformed JSON": ('{"dataframe_split": {"columns": ', "application/json", 400, "JSON"),
     "missing columns": ({"dataframe_split": {"columns": ["sepal length (cm)"], "data": [[5.1]]}},
@@ -314,11 +341,25 @@ def test_a_port_taken_by_another_model_is_refused_with_a_hint(stack, served):
 
 
 def test_a_port_in_use_by_another_program_fails_and_leaves_no_container(stack, served, model):
+    """Also: the tools container (which holds the Docker socket) gets nothing else writable."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = serve(stack, "serve", MODEL=served["1"]["uri"], PORT=str(port))
+        env = {**os.environ, "PROJECT": stack.project, "ENV_FILE": str(stack.env_file),
+               "MODEL": served["1"]["uri"], "PORT": str(port)}
+        tools, result = run_inspecting([str(SERVE), "serve"], env=env, labels=[
+            "org.workbench.serving.tools=true", f"org.workbench.project={stack.project}"])
+    assert tools, f"no tools container seen\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    host = tools["HostConfig"]
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["Memory"] > 0 and host["PidsLimit"] > 0
+    binds = [(m["Destination"], m["RW"]) for m in tools["Mounts"] if m["Type"] == "bind"]
+    assert binds == [("/var/run/docker.sock", False)], tools["Mounts"]
+    volumes = [m for m in tools["Mounts"] if m["Type"] == "volume"]
+    assert [m["Destination"] for m in volumes] == ["/tmp"]  # anonymous: gone with the container
+    assert re.fullmatch(r"[0-9a-f]{64}", volumes[0]["Name"]), volumes
     assert result.returncode != 0
     assert f"is port {port} in use by something else?" in result.stderr, result.stderr
     assert "already built from this model version" in result.stdout  # no second build
@@ -372,8 +413,9 @@ def test_every_model_uri_mlflow_loads_is_served(stack, served, model, form, vers
         return
     port = free_port()
     image = f"workbench-model/{image_name.format(**fill)}:{resolved['version']}"
+    limits = {"MEMORY": "1g", "PIDS": "300"} if form.startswith("runs:") else {}
     try:
-        result = serve(stack, "serve", MODEL=uri, PORT=str(port))
+        result = serve(stack, "serve", MODEL=uri, PORT=str(port), **limits)
         output = result.stdout + result.stderr
         assert result.returncode == 0, f"serve {uri} failed\n{output[-8000:]}"
         assert stack.secrets["MLFLOW_ADMIN_PASSWORD"] not in output
@@ -387,6 +429,8 @@ def test_every_model_uri_mlflow_loads_is_served(stack, served, model, form, vers
         assert running[0]["Config"]["Image"] == image
         labels = running[0]["Config"]["Labels"]
         assert labels["org.workbench.model.version"] == resolved["version"]
+        if limits:  # MEMORY= and PIDS= reach the container
+            assert_hardened(running[0], 1024**3, 300)
         response = predict(f"http://127.0.0.1:{port}", *payloads(model)["dataframe_split"])
         assert response.status_code == 200, response.text
         assert response.json() == {"predictions": model["predictions"][version]}

@@ -6,23 +6,27 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 from contextlib import contextmanager
 
 from utils.stack import REPO, Stack, image_present
+from utils.wait import wait_until
 
 SERVE = REPO / "serving" / "serve.sh"
-STAND_IN = "python:3.11.2-slim"
+# What model_image.py builds FROM where python:3.11.2-slim cannot be pulled (serving/README.md).
+STAND_IN = "workbench/python-standin:3.11.2"
 TOOLS_IMAGE = "workbench/serving-tools:local"
-# model_image.py's resolve() alone, in the tools image serve.sh builds (no model image is built):
-# the password on stdin as serve.sh gives it, the result (or the Failure's message) as JSON.
+# The shared model_tools.resolve() alone (what model_image.py and score.py call), in the tools
+# image serve.sh builds (no model image is built): the password on stdin as serve.sh gives it,
+# the result (or the Failure's message) as JSON.
 RESOLVE = """
 import json, os, sys
 sys.path.insert(0, "/opt/serving")
-import model_image
-os.environ["MLFLOW_TRACKING_PASSWORD"] = model_image.read_stdin()[0]
+import model_tools
+os.environ["MLFLOW_TRACKING_PASSWORD"] = model_tools.read_stdin()["password"]
 try:
-    print(json.dumps(model_image.resolve(sys.argv[1])._asdict()))
-except model_image.Failure as exc:
+    print(json.dumps(model_tools.resolve(sys.argv[1])._asdict()))
+except model_tools.Failure as exc:
     print(json.dumps({"error": str(exc)}))
 """
 
@@ -42,7 +46,8 @@ def serve(stack: Stack, command: str, **settings: str) -> subprocess.CompletedPr
 @contextmanager
 def model_images_removed_afterwards(name: str):
     """On leaving: every image of the registered model `name` is removed, and the python:*-slim
-    stand-in too when it was not there before (a test that built it takes it away)."""
+    stand-in (workbench/python-standin) too when it was not there before (a test that built it
+    takes it away)."""
     stand_in_existed = image_present(STAND_IN)
     try:
         yield
@@ -66,6 +71,37 @@ def served_model(stack: Stack, uri: str, name: str):
             serve(stack, "stop", MODEL=uri, PORT="")
 
 
+def run_inspecting(command: list[str], *, env: dict[str, str], labels: list[str],
+                   timeout: float = 1800) -> tuple[dict, subprocess.CompletedProcess]:
+    """Run `command` (serve.sh, score.sh) and `docker inspect` the short-lived container it starts
+    (the one with every label in `labels`) while it runs. Returns that inspection (empty if the
+    command ended before such a container was seen) and the command's result."""
+    filters = [arg for label in labels for arg in ("--filter", f"label={label}")]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+
+        def seen() -> dict | None:
+            ids = subprocess.run(["docker", "ps", "-q", *filters], capture_output=True, text=True,
+                                 check=True).stdout.split()
+            if ids:
+                found = subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True)
+                if found.returncode == 0:
+                    return json.loads(found.stdout)[0]
+            return {"ended": True} if proc.poll() is not None else None
+
+        try:
+            inspected = wait_until(seen, timeout=timeout, interval=0.2, what=f"a container with {labels}")
+            proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(command, proc.returncode, out.read(), err.read())
+    return ({} if inspected.get("ended") else inspected), result
+
+
 def remove_model_images(name: str) -> None:
     images = subprocess.run(["docker", "image", "ls", "-q", f"workbench-model/{name}"],
                             capture_output=True, text=True).stdout.split()
@@ -74,7 +110,7 @@ def remove_model_images(name: str) -> None:
 
 
 def resolve(stack: Stack, uri: str) -> tuple[dict, str]:
-    """What serve.sh's tools container resolves `uri` to (model_image.resolve: the pinned URI,
+    """What serve.sh's tools container resolves `uri` to (model_tools.resolve: the pinned URI,
     name, version...; or {"error": message}), and its stderr. Needs the tools image (any
     serve.sh serve of this test session builds it)."""
     result = subprocess.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -23,6 +24,14 @@ def portainer_image() -> str:
 
 def image_present(image: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+
+
+@functools.cache
+def debian_image() -> str:
+    """The Debian image base/Dockerfile builds FROM: what base/bootstrap-debian-image.sh --print
+    names (debian:bookworm-slim, or where it cannot be pulled workbench/debian-bootstrap)."""
+    return subprocess.run([str(REPO / "base" / "bootstrap-debian-image.sh"), "--print"],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def http_session(auth: tuple[str, str] | None = None) -> requests.Session:
@@ -50,6 +59,8 @@ class Stack:
     def compose(self, *args: str, check: bool = True, timeout: float = 900,
                 input: str | None = None) -> subprocess.CompletedProcess:
         env = {**os.environ, **self.secrets}
+        # The Debian image to build on, as `make` picks it (official, else the air-gapped bootstrap).
+        env.setdefault("WORKBENCH_DEBIAN_IMAGE", debian_image())
         command = ["docker", "compose", "-p", self.project, "--env-file", str(self.env_file),
                    "-f", str(REPO / "docker-compose.yml"), *args]
         result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
