@@ -71,6 +71,7 @@ def new_experiment(url: str, name: str) -> str:
 
 # ---- 1. tracking writes ----------------------------------------------------------------------
 
+
 def _log_metric_worker(args):
     url, experiment_id, calls = args
     client = MlflowClient(url)
@@ -94,9 +95,12 @@ def log_metric(url: str, clients: int, calls: int) -> dict:
     latencies = [x for r, _ in results for x in r]
     # The client's own CPU time per call (MLflow's client, in these processes): on 2 cores it
     # takes its share from the servers' (bench/README.md).
-    return {"calls_per_s": len(latencies) / wall, "p50_ms": pct(latencies, 0.5) * 1000,
-            "p99_ms": pct(latencies, 0.99) * 1000,
-            "client_cpu_ms": sum(c for _, c in results) / len(latencies) * 1000}
+    return {
+        "calls_per_s": len(latencies) / wall,
+        "p50_ms": pct(latencies, 0.5) * 1000,
+        "p99_ms": pct(latencies, 0.99) * 1000,
+        "client_cpu_ms": sum(c for _, c in results) / len(latencies) * 1000,
+    }
 
 
 def _log_batch_worker(args):
@@ -119,7 +123,10 @@ def log_batch(url: str, clients: int, calls: int, size: int = 1000) -> dict:
         results = list(pool.map(_log_batch_worker, [(url, experiment_id, calls, size)] * clients))
         wall = time.perf_counter() - start
     total = sum(n for n, _ in results)
-    return {"metrics_per_s": total / wall, "client_cpu_ms": sum(c for _, c in results) / (total / size) * 1000}
+    return {
+        "metrics_per_s": total / wall,
+        "client_cpu_ms": sum(c for _, c in results) / (total / size) * 1000,
+    }
 
 
 FLOOR_TABLE = "bench_floor_metrics"
@@ -129,6 +136,7 @@ FLOOR_TABLE = "bench_floor_metrics"
 def _postgres():
     """A connection to MLflow's database that commits at the end and is closed after."""
     import psycopg2
+
     password = (SECRETS / "mlflow-db-password").read_text()
     conn = psycopg2.connect(host="postgres", dbname="mlflow", user="mlflow", password=password)
     try:
@@ -140,21 +148,31 @@ def _postgres():
 
 def _raw_insert_worker(args):
     from psycopg2.extras import execute_values
+
     method, calls, size, run_uuid = args
     with _postgres() as conn:
         with conn.cursor() as cur:
             now = int(time.time() * 1000)
             start = time.perf_counter()
             for call in range(calls):
-                rows = [(f"m{i % 50}", float(i), now, run_uuid, call * size + i, False)
-                        for i in range(size)]
+                rows = [(f"m{i % 50}", float(i), now, run_uuid, call * size + i, False) for i in range(size)]
                 if method == "execute_values":
-                    execute_values(cur, f"INSERT INTO {FLOOR_TABLE} (key, value, timestamp, run_uuid, "
-                                   "step, is_nan) VALUES %s", rows, page_size=size)
+                    execute_values(
+                        cur,
+                        f"INSERT INTO {FLOOR_TABLE} (key, value, timestamp, run_uuid, "
+                        "step, is_nan) VALUES %s",
+                        rows,
+                        page_size=size,
+                    )
                 else:
-                    buffer = io.StringIO("".join(f"{k}\t{v}\t{t}\t{r}\t{s}\t{n}\n" for k, v, t, r, s, n in rows))
-                    cur.copy_from(buffer, FLOOR_TABLE, columns=("key", "value", "timestamp",
-                                                                    "run_uuid", "step", "is_nan"))
+                    buffer = io.StringIO(
+                        "".join(f"{k}\t{v}\t{t}\t{r}\t{s}\t{n}\n" for k, v, t, r, s, n in rows)
+                    )
+                    cur.copy_from(
+                        buffer,
+                        FLOOR_TABLE,
+                        columns=("key", "value", "timestamp", "run_uuid", "step", "is_nan"),
+                    )
                 conn.commit()
             return calls * size, time.perf_counter() - start
 
@@ -169,12 +187,16 @@ def raw_insert(method: str, clients: int, calls: int, size: int = 1000) -> float
     experiment_id = new_experiment(SERVERS["workbench"], "floor")
     run_uuids = [client.create_run(experiment_id).info.run_id for _ in range(clients)]
     with _postgres() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}; CREATE TABLE {FLOOR_TABLE} (LIKE metrics INCLUDING ALL);"
-                    f"ALTER TABLE {FLOOR_TABLE} ADD FOREIGN KEY (run_uuid) REFERENCES runs (run_uuid)")
+        cur.execute(
+            f"DROP TABLE IF EXISTS {FLOOR_TABLE}; CREATE TABLE {FLOOR_TABLE} (LIKE metrics INCLUDING ALL);"
+            f"ALTER TABLE {FLOOR_TABLE} ADD FOREIGN KEY (run_uuid) REFERENCES runs (run_uuid)"
+        )
     try:
         with ProcessPoolExecutor(clients) as pool:
             start = time.perf_counter()
-            total = sum(n for n, _ in pool.map(_raw_insert_worker, [(method, calls, size, r) for r in run_uuids]))
+            total = sum(
+                n for n, _ in pool.map(_raw_insert_worker, [(method, calls, size, r) for r in run_uuids])
+            )
             return total / (time.perf_counter() - start)
     finally:
         with _postgres() as conn, conn.cursor() as cur:
@@ -183,6 +205,7 @@ def raw_insert(method: str, clients: int, calls: int, size: int = 1000) -> float
 
 # ---- 2. tracking reads -----------------------------------------------------------------------
 
+
 def _populate_worker(args):
     url, experiment_id, count, seed = args
     client = MlflowClient(url)
@@ -190,9 +213,13 @@ def _populate_worker(args):
     for i in range(count):
         run_id = client.create_run(experiment_id).info.run_id
         x = ((seed * 7919 + i * 104729) % 1000) / 1000  # deterministic spread over [0, 1)
-        client.log_batch(run_id, params=[Param(f"p{j}", str(j * x)) for j in range(5)],
-                         metrics=[Metric(n, x + k / 10, now, 0)
-                                  for k, n in enumerate(["rmse", "mae", "r2", "loss", "acc"])])
+        client.log_batch(
+            run_id,
+            params=[Param(f"p{j}", str(j * x)) for j in range(5)],
+            metrics=[
+                Metric(n, x + k / 10, now, 0) for k, n in enumerate(["rmse", "mae", "r2", "loss", "acc"])
+            ],
+        )
         client.set_terminated(run_id)
     return count
 
@@ -209,6 +236,7 @@ def search_runs(url: str, experiment_id: str) -> tuple[float, int, float]:
     """MLflow's client's search_runs; and the same request as raw HTTP (the server's answer and
     its transfer, without the client's decoding of 1,000 runs into entities)."""
     import requests
+
     client = MlflowClient(url)
     http = requests.Session()
     http.auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])
@@ -240,6 +268,7 @@ def run_page(url: str, experiment_id: str) -> float:
 
 
 # ---- 3. artifacts ----------------------------------------------------------------------------
+
 
 def big_file(directory: Path, megabytes: int) -> Path:
     path = directory / "big.bin"
@@ -282,9 +311,14 @@ def artifacts_mlflow(url: str, path: Path, folder: Path) -> dict:
             down_files.append(count / (time.perf_counter() - start))
             down_cpu.append((time.process_time() - cpu) / count * 1000)
     # up_cpu_ms/down_cpu_ms: MLflow's client's own CPU per small file (its threads included).
-    return {"up_mb_s": median(up), "down_mb_s": median(down),
-            "up_files_s": median(up_files), "down_files_s": median(down_files),
-            "up_cpu_ms": median(up_cpu), "down_cpu_ms": median(down_cpu)}
+    return {
+        "up_mb_s": median(up),
+        "down_mb_s": median(down),
+        "up_files_s": median(up_files),
+        "down_files_s": median(down_files),
+        "up_cpu_ms": median(up_cpu),
+        "down_cpu_ms": median(down_cpu),
+    }
 
 
 def artifacts_raw_ftp(path: Path, folder: Path) -> dict:
@@ -323,8 +357,12 @@ def artifacts_raw_ftp(path: Path, folder: Path) -> dict:
         ftp.cwd("..")
         ftp.rmd("bench-floor")
     os.remove("/tmp/floor-down.bin")
-    return {"up_mb_s": median(up), "down_mb_s": median(down),
-            "up_files_s": median(up_files), "down_files_s": median(down_files)}
+    return {
+        "up_mb_s": median(up),
+        "down_mb_s": median(down),
+        "up_files_s": median(up_files),
+        "down_files_s": median(down_files),
+    }
 
 
 def local_copy(path: Path) -> float:
@@ -339,6 +377,7 @@ def local_copy(path: Path) -> float:
 
 
 # ---- the run -----------------------------------------------------------------------------------
+
 
 def repeat(fn, *args):
     return median([fn(*args) for _ in range(REPS)])
@@ -369,8 +408,11 @@ def main() -> None:
         progress(f"{name}: creating {runs} runs (5 params, 5 metrics each)")
         experiment_id = populate(url, runs)
         progress(f"{name}: search_runs")
-        (out[f"{name}.search_runs_ms"], out[f"{name}.search_runs_found"],
-         out[f"{name}.search_runs_http_ms"]) = search_runs(url, experiment_id)
+        (
+            out[f"{name}.search_runs_ms"],
+            out[f"{name}.search_runs_found"],
+            out[f"{name}.search_runs_http_ms"],
+        ) = search_runs(url, experiment_id)
         out[f"{name}.run_page_ms"] = run_page(url, experiment_id)
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         path, folder = big_file(Path(tmp), megabytes), small_files(Path(tmp), count)

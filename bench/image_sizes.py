@@ -6,8 +6,13 @@ import json
 import subprocess
 from pathlib import Path
 
-IMAGES = ["workbench/base", "workbench/postgres", "workbench/ftpd", "workbench/mlflow-server",
-          "workbench/jupyter"]
+IMAGES = [
+    "workbench/base",
+    "workbench/postgres",
+    "workbench/ftpd",
+    "workbench/mlflow-server",
+    "workbench/jupyter",
+]
 LAYERDB = Path("/var/lib/docker/image/overlay2/layerdb/sha256")
 
 
@@ -20,14 +25,22 @@ def layer_sizes(diff_ids: list[str]) -> dict[str, int]:
     """chain id -> size, read from the engine's layer store (needs read access to it)."""
     sizes, chain = {}, None
     for diff_id in diff_ids:
-        chain = diff_id if chain is None else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+        chain = (
+            diff_id
+            if chain is None
+            else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+        )
         sizes[chain] = int((LAYERDB / chain.split(":", 1)[1] / "size").read_text())
     return sizes
 
 
 def main() -> None:
-    tag = subprocess.run(["sh", "-c", "sed -n 's/^WORKBENCH_VERSION=//p' .env 2>/dev/null"],
-                         capture_output=True, text=True).stdout.strip() or "local"
+    tag = (
+        subprocess.run(
+            ["sh", "-c", "sed -n 's/^WORKBENCH_VERSION=//p' .env 2>/dev/null"], capture_output=True, text=True
+        ).stdout.strip()
+        or "local"
+    )
     images, unique = {}, {}
     for name in IMAGES:
         data = inspect(f"{name}:{tag}")

@@ -25,9 +25,13 @@ except mlflow.exceptions.MlflowException:
     mlflow.set_experiment("bench-serving")
     with mlflow.start_run(run_name="bench-ridge"):
         model = Ridge(alpha=10.0).fit(X, y)
-        info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(3),
-                                        signature=infer_signature(X, model.predict(X)),
-                                        registered_model_name=NAME)
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            input_example=X.head(3),
+            signature=infer_signature(X, model.predict(X)),
+            registered_model_name=NAME,
+        )
     version = info.registered_model_version
     client.set_registered_model_alias(NAME, ALIAS, version)
 print(json.dumps({"uri": f"models:/{NAME}@{ALIAS}", "version": str(version)}))

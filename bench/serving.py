@@ -32,11 +32,11 @@ import urllib.parse
 MODEL_PATH = "/opt/ml/model"
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 SMALL = os.environ.get("BENCH_SMALL") == "1"
-REQUESTS = 200 if SMALL else 2000      # per 8-client run (and per in-process figure) ...
-SECONDS = 5.0 if SMALL else 20.0       # ... or this long, whichever ends first
-LATENCY_REQUESTS = 200 if SMALL else 1000   # per 1-client run ...
-LATENCY_SECONDS = 5.0 if SMALL else 10.0    # ... or this long
-WARMUP = 20 if SMALL else 50           # requests per connection before timing
+REQUESTS = 200 if SMALL else 2000  # per 8-client run (and per in-process figure) ...
+SECONDS = 5.0 if SMALL else 20.0  # ... or this long, whichever ends first
+LATENCY_REQUESTS = 200 if SMALL else 1000  # per 1-client run ...
+LATENCY_SECONDS = 5.0 if SMALL else 10.0  # ... or this long
+WARMUP = 20 if SMALL else 50  # requests per connection before timing
 CLIENTS = 8
 
 
@@ -71,19 +71,27 @@ async def bare_app(scope, receive, send):
     while more:  # read the whole request body, as the scoring server does
         message = await receive()
         more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(BARE_BODY)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(BARE_BODY)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": BARE_BODY})
 
 
 def bare(port: str) -> None:
     import uvicorn
-    uvicorn.run(bare_app, host="0.0.0.0", port=int(port), workers=1, access_log=False,
-                log_level="warning")
+
+    uvicorn.run(bare_app, host="0.0.0.0", port=int(port), workers=1, access_log=False, log_level="warning")
 
 
 # ---- the client ----------------------------------------------------------------------------------
+
 
 class Connection:
     """One persistent HTTP/1.1 connection that POSTs the same body to /invocations."""
@@ -136,8 +144,10 @@ def concurrent(url: str, body: bytes, clients: int = CLIENTS) -> dict:
     ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(clients), ctx.Queue()
     share = REQUESTS // clients
-    procs = [ctx.Process(target=_client, args=(url, body, share, barrier, SECONDS, results))
-             for _ in range(clients)]
+    procs = [
+        ctx.Process(target=_client, args=(url, body, share, barrier, SECONDS, results))
+        for _ in range(clients)
+    ]
     for p in procs:
         p.start()
     outcomes = [results.get(timeout=SECONDS + 300) for _ in procs]
@@ -150,10 +160,15 @@ def concurrent(url: str, body: bytes, clients: int = CLIENTS) -> dict:
     # Wall time: from the first client's start to the last one's end (all start at the barrier).
     wall = max(o[2] for o in outcomes) - min(o[1] for o in outcomes)
     cpu = sum(o[3] for o in outcomes)
-    return {"req_s": len(latencies) / wall, "p50_ms": pct(latencies, 0.5) * 1000,
-            "p99_ms": pct(latencies, 0.99) * 1000, "requests": len(latencies),
-            # the client's own CPU: per request, and in cores used during the run
-            "client_cpu_ms": cpu / len(latencies) * 1000, "client_cores": cpu / wall}
+    return {
+        "req_s": len(latencies) / wall,
+        "p50_ms": pct(latencies, 0.5) * 1000,
+        "p99_ms": pct(latencies, 0.99) * 1000,
+        "requests": len(latencies),
+        # the client's own CPU: per request, and in cores used during the run
+        "client_cpu_ms": cpu / len(latencies) * 1000,
+        "client_cores": cpu / wall,
+    }
 
 
 def sequential(url: str, body: bytes) -> dict:
@@ -166,11 +181,15 @@ def sequential(url: str, body: bytes) -> dict:
             latencies.append(conn.request())
     finally:
         conn.close()
-    return {"p50_ms": pct(latencies, 0.5) * 1000, "p99_ms": pct(latencies, 0.99) * 1000,
-            "requests": len(latencies)}
+    return {
+        "p50_ms": pct(latencies, 0.5) * 1000,
+        "p99_ms": pct(latencies, 0.99) * 1000,
+        "requests": len(latencies),
+    }
 
 
 # ---- the in-process floor ------------------------------------------------------------------------
+
 
 def timed(fn, count: int, seconds: float) -> list[float]:
     for _ in range(min(count, 50)):
@@ -188,12 +207,20 @@ def asgi_app_timings(app, body: bytes, count: int, seconds: float) -> list[float
     does for a request but the HTTP parsing and the network."""
     import asyncio
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/invocations", "raw_path": b"/invocations",
-             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
-             "server": ("127.0.0.1", 8000),
-             "headers": [(b"content-type", b"application/json"),
-                         (b"content-length", str(len(body)).encode())]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/invocations",
+        "raw_path": b"/invocations",
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
 
     async def call() -> None:
         messages, status = [{"type": "http.request", "body": body, "more_body": False}], []
@@ -260,6 +287,7 @@ def in_process(body: bytes) -> dict:
 
 # ---- the run -------------------------------------------------------------------------------------
 
+
 def median_dict(results: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in results) for k in results[0]}
 
@@ -271,14 +299,22 @@ def measure(targets_json: str) -> dict:
     for rep in range(REPS):
         # Rotate the order each repetition, so no target is always first (or last) after a pause.
         names = list(targets)
-        names = names[rep % len(names):] + names[:rep % len(names)]
+        names = names[rep % len(names) :] + names[: rep % len(names)]
         for name in names:
             progress(f"repetition {rep + 1}/{REPS}: {name}, 1 client then {CLIENTS} clients")
             runs[name]["1"].append(sequential(targets[name], body))
             runs[name]["8"].append(concurrent(targets[name], body))
-    out: dict = {"reps": REPS, "small": SMALL, "requests": REQUESTS, "seconds": SECONDS,
-                 "latency_requests": LATENCY_REQUESTS, "latency_seconds": LATENCY_SECONDS,
-                 "clients": CLIENTS, "body_bytes": len(body), "cpus": os.cpu_count()}
+    out: dict = {
+        "reps": REPS,
+        "small": SMALL,
+        "requests": REQUESTS,
+        "seconds": SECONDS,
+        "latency_requests": LATENCY_REQUESTS,
+        "latency_seconds": LATENCY_SECONDS,
+        "clients": CLIENTS,
+        "body_bytes": len(body),
+        "cpus": os.cpu_count(),
+    }
     for name, r in runs.items():
         out[name] = {"1": median_dict(r["1"]), "8": median_dict(r["8"])}
     progress("in-process: model.predict of the same row")

@@ -27,8 +27,13 @@ import mlflow
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
-from mlflow.utils.mlflow_tags import (MLFLOW_PROJECT_ENTRY_POINT, MLFLOW_RUN_NAME, MLFLOW_SOURCE_NAME,
-                                      MLFLOW_SOURCE_TYPE, MLFLOW_USER)
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_PROJECT_ENTRY_POINT,
+    MLFLOW_RUN_NAME,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+    MLFLOW_USER,
+)
 
 EXAMPLES = Path(__file__).resolve().parent
 
@@ -66,12 +71,15 @@ def command_for(project: Path, entry_point: str, given: dict[str, str]) -> tuple
 
 
 def main(args: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("project", help="a folder under examples/ (elasticnet, pipeline) or a path")
     parser.add_argument("entry_point", nargs="?", default="main")
     parser.add_argument("-P", "--param", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--experiment-name", default=None,
-                        help="default: $MLFLOW_EXPERIMENT_NAME, else the project's name")
+    parser.add_argument(
+        "--experiment-name", default=None, help="default: $MLFLOW_EXPERIMENT_NAME, else the project's name"
+    )
     parser.add_argument("--run-name", default=None)
     options = parser.parse_args(args)
 
@@ -81,17 +89,24 @@ def main(args: list[str] | None = None) -> None:
 
     experiment = options.experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or project.name
     experiment_id = mlflow.set_experiment(experiment).experiment_id
-    tags = {MLFLOW_USER: os.environ.get("USER", "jovyan"), MLFLOW_SOURCE_NAME: str(project),
-            MLFLOW_SOURCE_TYPE: "PROJECT", MLFLOW_PROJECT_ENTRY_POINT: options.entry_point,
-            "workbench.launcher": "debug_launcher"}
+    tags = {
+        MLFLOW_USER: os.environ.get("USER", "jovyan"),
+        MLFLOW_SOURCE_NAME: str(project),
+        MLFLOW_SOURCE_TYPE: "PROJECT",
+        MLFLOW_PROJECT_ENTRY_POINT: options.entry_point,
+        "workbench.launcher": "debug_launcher",
+    }
     if options.run_name:
         tags[MLFLOW_RUN_NAME] = options.run_name
     client = MlflowClient()
     run = client.create_run(experiment_id, tags=tags, run_name=options.run_name)
     for name, value in values.items():
         client.log_param(run.info.run_id, name, value)
-    print(f"=== {project.name}:{options.entry_point} in-process, run {run.info.run_id} "
-          f"(experiment {experiment!r}) ===", flush=True)
+    print(
+        f"=== {project.name}:{options.entry_point} in-process, run {run.info.run_id} "
+        f"(experiment {experiment!r}) ===",
+        flush=True,
+    )
 
     # What `mlflow run` gives the entry point's process: the run id, the experiment, the cwd.
     os.environ.update({"MLFLOW_RUN_ID": run.info.run_id, "MLFLOW_EXPERIMENT_ID": experiment_id})

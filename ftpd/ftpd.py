@@ -124,8 +124,12 @@ def main() -> None:
     server = FTPServer(("0.0.0.0", int(_setting("FTPD_PORT", "21"))), handler)
     server.max_cons = int(_setting("FTPD_MAX_CONNECTIONS", "256"))
     server.max_cons_per_ip = 0
-    log.info("serving %s on port %s, passive ports %s", home, _setting("FTPD_PORT", "21"),
-             _setting("FTPD_PASSIVE_PORTS", "30000-30009"))
+    log.info(
+        "serving %s on port %s, passive ports %s",
+        home,
+        _setting("FTPD_PORT", "21"),
+        _setting("FTPD_PASSIVE_PORTS", "30000-30009"),
+    )
     server.serve_forever()
 
 

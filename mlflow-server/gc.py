@@ -64,14 +64,23 @@ def deleted_folders() -> tuple[dict[str, str], dict[str, str]]:
 
     experiments = mlflow.search_experiments(view_type=ViewType.ALL)
     experiment_folders = {
-        e.experiment_id: e.artifact_location for e in experiments
+        e.experiment_id: e.artifact_location
+        for e in experiments
         if e.lifecycle_stage == LifecycleStage.DELETED
-        and e.artifact_location == f"mlflow-artifacts:/{e.experiment_id}"}
-    runs = mlflow.search_runs([e.experiment_id for e in experiments], output_format="list",
-                              run_view_type=ViewType.DELETED_ONLY) if experiments else []
+        and e.artifact_location == f"mlflow-artifacts:/{e.experiment_id}"
+    }
+    runs = (
+        mlflow.search_runs(
+            [e.experiment_id for e in experiments], output_format="list", run_view_type=ViewType.DELETED_ONLY
+        )
+        if experiments
+        else []
+    )
     run_folders = {
-        r.info.run_id: r.info.artifact_uri.removesuffix("/artifacts") for r in runs
-        if r.info.artifact_uri == f"mlflow-artifacts:/{r.info.experiment_id}/{r.info.run_id}/artifacts"}
+        r.info.run_id: r.info.artifact_uri.removesuffix("/artifacts")
+        for r in runs
+        if r.info.artifact_uri == f"mlflow-artifacts:/{r.info.experiment_id}/{r.info.run_id}/artifacts"
+    }
     return run_folders, experiment_folders
 
 
@@ -107,8 +116,10 @@ def main() -> int:
     os.environ["MLFLOW_TRACKING_USERNAME"] = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
     os.environ["MLFLOW_TRACKING_PASSWORD"] = os.environ.pop("MLFLOW_AUTH_ADMIN_PASSWORD", "")
     if not server_is_up():
-        log(f"mlflow-server is not running (no answer at {SERVER}): gc deletes artifacts through "
-            "it. Start it (make up), then run make gc again. Nothing was deleted.")
+        log(
+            f"mlflow-server is not running (no answer at {SERVER}): gc deletes artifacts through "
+            "it. Start it (make up), then run make gc again. Nothing was deleted."
+        )
         return 1
 
     import click

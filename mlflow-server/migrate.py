@@ -106,23 +106,41 @@ def current_revision(engine) -> str | None:
 
 def dump(url: sqlalchemy.engine.URL, revision: str) -> Path:
     BACKUPS.mkdir(parents=True, exist_ok=True)
-    target = BACKUPS / f"{url.database}-before-upgrade-from-{revision}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.dump"
+    target = (
+        BACKUPS
+        / f"{url.database}-before-upgrade-from-{revision}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.dump"
+    )
     env = {**os.environ, "PGPASSWORD": url.password or ""}
-    subprocess.run(["pg_dump", "--format=custom", "--file", str(target), "--host", url.host,
-                    "--port", str(url.port or 5432), "--username", url.username, url.database],
-                   env=env, check=True)
+    subprocess.run(
+        [
+            "pg_dump",
+            "--format=custom",
+            "--file",
+            str(target),
+            "--host",
+            url.host,
+            "--port",
+            str(url.port or 5432),
+            "--username",
+            url.username,
+            url.database,
+        ],
+        env=env,
+        check=True,
+    )
     return target
 
 
 def schema_heads() -> dict[str, str]:
     """The head revision of each schema's migrations in this MLflow (`migrate.py heads`)."""
+    import mlflow
     from alembic.script import ScriptDirectory
 
-    import mlflow
-
     package = Path(mlflow.__file__).parent
-    return {name: ScriptDirectory(str(package.joinpath(*parts))).get_current_head()
-            for name, parts in MIGRATIONS.items()}
+    return {
+        name: ScriptDirectory(str(package.joinpath(*parts))).get_current_head()
+        for name, parts in MIGRATIONS.items()
+    }
 
 
 def main(head: str) -> None:
@@ -157,10 +175,16 @@ def bootstrap_basic_auth(head: str) -> None:
     engine = sqlalchemy.create_engine(uri)
     with engine.connect() as connection:
         tables = sqlalchemy.inspect(connection).get_table_names()
-        revision = "alembic_version_auth" in tables and connection.execute(
-            sqlalchemy.text("SELECT version_num FROM alembic_version_auth")).scalar()
-        admin = "users" in tables and connection.execute(
-            sqlalchemy.text("SELECT 1 FROM users WHERE username = :name"), {"name": admin_name}).first()
+        revision = (
+            "alembic_version_auth" in tables
+            and connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version_auth")).scalar()
+        )
+        admin = (
+            "users" in tables
+            and connection.execute(
+                sqlalchemy.text("SELECT 1 FROM users WHERE username = :name"), {"name": admin_name}
+            ).first()
+        )
     engine.dispose()
     if revision == head and admin:
         log(f"basic-auth user store is current ({head}) and has its admin user: nothing to do")

@@ -66,12 +66,14 @@ PANDAS_WARNING = "ignore:PySpark does not yet fully support pandas:FutureWarning
 def file_format(path: Path, what: str) -> str:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise Failure(f"{what}={path}: unknown extension {path.suffix or '(none)'!r}; "
-                      "give a .csv or .parquet file")
+        raise Failure(
+            f"{what}={path}: unknown extension {path.suffix or '(none)'!r}; give a .csv or .parquet file"
+        )
     return suffix[1:]
 
 
 # ---- the model ------------------------------------------------------------------------------
+
 
 def download(model: ResolvedModel, into: Path) -> Path:
     """The resolved model's files (its pinned URI: what was resolved is what is scored)."""
@@ -157,8 +159,10 @@ class ModelInputs:
 
         types = [spark_type(s) for s in specs]
         if None in types:
-            raise Failure(f"ENGINE=spark: the model's outputs ({self.outputs}) are not columns "
-                          "or 1-D/2-D tensors of numbers, strings or booleans; use ENGINE=pandas")
+            raise Failure(
+                f"ENGINE=spark: the model's outputs ({self.outputs}) are not columns "
+                "or 1-D/2-D tensors of numbers, strings or booleans; use ENGINE=pandas"
+            )
         if len(specs) == 1:
             spec = specs[0]
             if isinstance(spec, TensorSpec) and len(spec.shape) == 2 and spec.shape[1] > 0:
@@ -175,6 +179,7 @@ class ModelInputs:
 
 
 # ---- the input ------------------------------------------------------------------------------
+
 
 def header_of(path: Path, fmt: str) -> list[str]:
     try:
@@ -193,9 +198,12 @@ def count_rows(path: Path, fmt: str, first_column: str) -> int:
         return pq.ParquetFile(path).metadata.num_rows
     try:
         reader = pacsv.open_csv(
-            path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(include_columns=[first_column],
-                                                 column_types={first_column: pa.string()}))
+            path,
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[first_column], column_types={first_column: pa.string()}
+            ),
+        )
         return sum(batch.num_rows for batch in reader)
     except pa.ArrowException as exc:
         raise Failure(f"INPUT={path} cannot be read as CSV: {exc}") from None
@@ -204,13 +212,13 @@ def count_rows(path: Path, fmt: str, first_column: str) -> int:
 def choose_id(header: list[str], wanted: str | None, path: Path) -> str | None:
     if wanted:
         if wanted not in header:
-            raise Failure(f"ID={wanted}: {path} has no column {wanted!r}; its columns: "
-                          f"{', '.join(header)}")
+            raise Failure(f"ID={wanted}: {path} has no column {wanted!r}; its columns: {', '.join(header)}")
         return wanted
     return "id" if "id" in header else None
 
 
 # ---- the output -----------------------------------------------------------------------------
+
 
 class Output:
     """The output file, written chunk by chunk to a temporary file next to it, renamed at the
@@ -253,8 +261,10 @@ class Progress:
     def show(self, done: int, chunk: str | None = None) -> None:
         pct = 100 * done / self.total if self.total else 100
         label = f"chunk {chunk}: " if chunk is not None else ""
-        say(f"{label}{done:,} / {self.total:,} rows scored ({pct:.0f} %, "
-            f"{time.monotonic() - self.started:.1f} s)")
+        say(
+            f"{label}{done:,} / {self.total:,} rows scored ({pct:.0f} %, "
+            f"{time.monotonic() - self.started:.1f} s)"
+        )
 
 
 def prediction_frame(predictions, names: list[str] | None) -> pd.DataFrame:
@@ -271,16 +281,28 @@ def prediction_frame(predictions, names: list[str] | None) -> pd.DataFrame:
     if values.ndim == 1:
         return pd.DataFrame({"prediction": values})
     if values.ndim == 2:
-        columns = names if names and len(names) == values.shape[1] else [
-            f"prediction_{i}" for i in range(values.shape[1])]
+        columns = (
+            names
+            if names and len(names) == values.shape[1]
+            else [f"prediction_{i}" for i in range(values.shape[1])]
+        )
         return pd.DataFrame(values, columns=columns)
     return pd.DataFrame({"prediction": list(values)})
 
 
 # ---- pandas ---------------------------------------------------------------------------------
 
-def score_pandas(args, model_dir: Path, inputs: ModelInputs, fmt: str, id_column: str | None,
-                 columns: list[str], total: int, out: Output) -> None:
+
+def score_pandas(
+    args,
+    model_dir: Path,
+    inputs: ModelInputs,
+    fmt: str,
+    id_column: str | None,
+    columns: list[str],
+    total: int,
+    out: Output,
+) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -295,24 +317,28 @@ def score_pandas(args, model_dir: Path, inputs: ModelInputs, fmt: str, id_column
         # Numbers: pandas 3.1 parses every float with one correctly rounded converter (its
         # float_precision choice is gone), so a float written as its shortest repr reads back as
         # the very same double; Spark's parser (Java's Double.parseDouble) is exact too.
-        chunks = pd.read_csv(args.input, usecols=read, dtype=dtypes, parse_dates=dates or False,
-                             chunksize=args.chunk)
+        chunks = pd.read_csv(
+            args.input, usecols=read, dtype=dtypes, parse_dates=dates or False, chunksize=args.chunk
+        )
     else:
         parquet = pq.ParquetFile(args.input)
-        chunks = (batch.to_pandas() for batch in parquet.iter_batches(batch_size=args.chunk,
-                                                                       columns=read))
+        chunks = (batch.to_pandas() for batch in parquet.iter_batches(batch_size=args.chunk, columns=read))
     done = 0
     for number, chunk in enumerate(_guarded(chunks, args.input), start=1):
         try:
             predictions = model.predict(chunk[columns])
         except MlflowException as exc:
-            raise Failure(f"the model refused rows {done}-{done + len(chunk) - 1} of "
-                          f"{args.input}: {exc.message}") from None
+            raise Failure(
+                f"the model refused rows {done}-{done + len(chunk) - 1} of {args.input}: {exc.message}"
+            ) from None
         frame = prediction_frame(predictions, names)
         if len(frame) != len(chunk):
             raise Failure(f"the model returned {len(frame)} predictions for {len(chunk)} rows")
-        ids = (chunk[id_column].reset_index(drop=True) if id_column
-               else pd.Series(range(done, done + len(chunk)), name=ROW_COLUMN))
+        ids = (
+            chunk[id_column].reset_index(drop=True)
+            if id_column
+            else pd.Series(range(done, done + len(chunk)), name=ROW_COLUMN)
+        )
         out.write(pd.concat([ids.rename(id_column or ROW_COLUMN), frame], axis=1))
         done += len(chunk)
         progress.show(done, f"{number}/{max(1, math.ceil(total / args.chunk))}")
@@ -333,6 +359,7 @@ def _guarded(chunks, path):
 
 # ---- Spark ----------------------------------------------------------------------------------
 
+
 def spark_session(args, input_bytes: int, total: int):
     from pyspark.sql import SparkSession
 
@@ -340,12 +367,15 @@ def spark_session(args, input_bytes: int, total: int):
     # CSV files at line ends, Parquet at row groups), one Spark task each.
     chunks = max(1, math.ceil(total / args.chunk))
     split = max(64 * 1024, math.ceil(input_bytes / chunks))
-    builder = (SparkSession.builder.master(args.master).appName("workbench-score")
-               .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.files.maxPartitionBytes", str(split))
-               .config("spark.sql.files.openCostInBytes", str(split))
-               # The pandas batches the model sees: at most a chunk, as with ENGINE=pandas.
-               .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.chunk)))
+    builder = (
+        SparkSession.builder.master(args.master)
+        .appName("workbench-score")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.files.maxPartitionBytes", str(split))
+        .config("spark.sql.files.openCostInBytes", str(split))
+        # The pandas batches the model sees: at most a chunk, as with ENGINE=pandas.
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.chunk))
+    )
     if args.master.startswith("local"):
         builder = builder.config("spark.ui.enabled", "false")
     for item in args.conf:
@@ -368,23 +398,34 @@ def spark_error(exc: Exception) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
-    first = next((line.lstrip(": ") for line in lines
-                  if re.match(r"^:?\s*[\w.$]+(?:Exception|Error): ", line)), lines[0])
-    causes = [line[len("Caused by: "):] for line in lines if line.startswith("Caused by: ")]
+    first = next(
+        (line.lstrip(": ") for line in lines if re.match(r"^:?\s*[\w.$]+(?:Exception|Error): ", line)),
+        lines[0],
+    )
+    causes = [line[len("Caused by: ") :] for line in lines if line.startswith("Caused by: ")]
     if causes and causes[-1] not in first:
         first += f" (caused by {causes[-1]})"
     return first[:2000]
 
 
-def score_spark(args, model_dir: Path, inputs: ModelInputs, fmt: str, header: list[str],
-                id_column: str | None, columns: list[str], total: int, out: Output) -> None:
+def score_spark(
+    args,
+    model_dir: Path,
+    inputs: ModelInputs,
+    fmt: str,
+    header: list[str],
+    id_column: str | None,
+    columns: list[str],
+    total: int,
+    out: Output,
+) -> None:
     os.environ["PYTHONWARNINGS"] = PANDAS_WARNING
     warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     import mlflow
+    from py4j.protocol import Py4JError
     from pyspark.errors import PySparkException
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
-    from py4j.protocol import Py4JError
 
     started = time.monotonic()
     spark = spark_session(args, args.input.stat().st_size, total)
@@ -395,10 +436,12 @@ def score_spark(args, model_dir: Path, inputs: ModelInputs, fmt: str, header: li
             # Every column typed up front (the model's from its signature, the others as text,
             # the IDs exactly as written); FAILFAST: a value that does not parse stops the job
             # with its row, instead of becoming a null the model would score.
-            schema = StructType([StructField(c, inputs.spark_type(c) if c in columns else StringType())
-                                 for c in header])
-            frame = spark.read.csv(str(args.input), header=True, schema=schema, mode="FAILFAST",
-                                   escape='"', enforceSchema=True)
+            schema = StructType(
+                [StructField(c, inputs.spark_type(c) if c in columns else StringType()) for c in header]
+            )
+            frame = spark.read.csv(
+                str(args.input), header=True, schema=schema, mode="FAILFAST", escape='"', enforceSchema=True
+            )
         else:
             frame = spark.read.parquet(str(args.input))
         keep = list(dict.fromkeys(([id_column] if id_column else []) + columns))
@@ -419,25 +462,27 @@ def score_spark(args, model_dir: Path, inputs: ModelInputs, fmt: str, header: li
             # monotonically_increasing_id(): the partition in the upper 31 bits, the record's
             # number within the partition in the lower 33.
             within = F.monotonically_increasing_id() - pid.cast("long") * (1 << 33)
-            frame = frame.withColumn(ROW_COLUMN, F.element_at(
-                F.array(*[F.lit(o).cast("long") for o in offsets]), pid + 1) + within)
+            frame = frame.withColumn(
+                ROW_COLUMN, F.element_at(F.array(*[F.lit(o).cast("long") for o in offsets]), pid + 1) + within
+            )
             id_out = ROW_COLUMN
         else:
             id_out = id_column
 
         result_type, names = inputs.result_type()
-        say(f"mlflow.pyfunc.spark_udf(spark, model, env_manager='local', "
-            f"result_type={result_type!r})")
-        predict = mlflow.pyfunc.spark_udf(spark, str(model_dir), env_manager="local",
-                                          result_type=result_type)
-        scored = frame.select(F.col(f"`{id_out}`"),
-                              predict(F.struct(*[F.col(f"`{c}`") for c in columns])).alias("prediction"))
+        say(f"mlflow.pyfunc.spark_udf(spark, model, env_manager='local', result_type={result_type!r})")
+        predict = mlflow.pyfunc.spark_udf(spark, str(model_dir), env_manager="local", result_type=result_type)
+        scored = frame.select(
+            F.col(f"`{id_out}`"), predict(F.struct(*[F.col(f"`{c}`") for c in columns])).alias("prediction")
+        )
         if names:  # several outputs (a struct) or a (-1, k) tensor (an array): one column each
             kind = scored.schema["prediction"].dataType
-            parts = ([F.col("prediction").getField(n) for n in names] if isinstance(kind, StructType)
-                     else [F.col("prediction")[i] for i in range(len(names))])
-            scored = scored.select(F.col(f"`{id_out}`"),
-                                   *[part.alias(n) for part, n in zip(parts, names)])
+            parts = (
+                [F.col("prediction").getField(n) for n in names]
+                if isinstance(kind, StructType)
+                else [F.col("prediction")[i] for i in range(len(names))]
+            )
+            scored = scored.select(F.col(f"`{id_out}`"), *[part.alias(n) for part, n in zip(parts, names)])
 
         # Progress: every finished chunk adds its rows (and itself) to accumulators, which reach
         # the driver when its task ends. The pass-through costs one more trip of the (ID,
@@ -489,6 +534,7 @@ def score_spark(args, model_dir: Path, inputs: ModelInputs, fmt: str, header: li
 
 # ---- main -----------------------------------------------------------------------------------
 
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
@@ -530,14 +576,18 @@ def main() -> int:
         columns = inputs.columns(header, id_column)
         missing = [c for c in inputs.required if c not in header]
         if missing:
-            raise Failure(f"INPUT={args.input} lacks column(s) the model's signature requires: "
-                          f"{', '.join(missing)} ({inputs.describe()})")
+            raise Failure(
+                f"INPUT={args.input} lacks column(s) the model's signature requires: "
+                f"{', '.join(missing)} ({inputs.describe()})"
+            )
         if not columns:
             raise Failure(f"INPUT={args.input} has no column to score besides the ID {id_column!r}")
         total = count_rows(args.input, in_fmt, header[0])
-        say(f"{args.input}: {total:,} rows; ID column: "
+        say(
+            f"{args.input}: {total:,} rows; ID column: "
             f"{id_column or f'none, the row number ({ROW_COLUMN!r}, from 0)'}; "
-            f"{len(columns)} column(s) to the model")
+            f"{len(columns)} column(s) to the model"
+        )
         out = Output(args.target, out_fmt)
         try:
             if args.engine == "pandas":
@@ -548,8 +598,10 @@ def main() -> int:
         except BaseException:
             out.discard()
             raise
-    say(f"wrote {out.rows:,} predictions to {args.output} ({args.engine}, "
-        f"{time.monotonic() - started:.1f} s in all)")
+    say(
+        f"wrote {out.rows:,} predictions to {args.output} ({args.engine}, "
+        f"{time.monotonic() - started:.1f} s in all)"
+    )
     return 0
 
 

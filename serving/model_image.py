@@ -98,9 +98,11 @@ RUN pip install uvloop==0.23.0 httptools==0.9.0
 """
 # Prefixed to every RUN that runs pip or python (pip_mirror_secret): the PyPI mirror, if one was
 # given, as a build secret mounted for that step only.
-PIP_SECRET_PREFIX = ("--mount=type=secret,id=pip-index-url "
-                     "if [ -s /run/secrets/pip-index-url ]; then "
-                     'PIP_INDEX_URL="$(cat /run/secrets/pip-index-url)"; export PIP_INDEX_URL; fi; ')
+PIP_SECRET_PREFIX = (
+    "--mount=type=secret,id=pip-index-url "
+    "if [ -s /run/secrets/pip-index-url ]; then "
+    'PIP_INDEX_URL="$(cat /run/secrets/pip-index-url)"; export PIP_INDEX_URL; fi; '
+)
 CA_BLOCK = """# The workbench's extra CA certificates (base/ca-certificates: corporate TLS-inspecting
 # proxies), trusted by apt, pip and requests in the build and at run time.
 COPY workbench-ca-certificates/ /usr/local/share/ca-certificates/
@@ -126,8 +128,11 @@ def result(key: str, value: object) -> None:
 
 def build_settings(settings: dict[str, str]) -> dict[str, str]:
     """The proxy settings and PIP_INDEX_URL among the `key=value` lines serve.sh wrote on stdin."""
-    return {key: value for key, value in settings.items()
-            if (key.upper() in PROXY_VARS or key == "PIP_INDEX_URL") and value}
+    return {
+        key: value
+        for key, value in settings.items()
+        if (key.upper() in PROXY_VARS or key == "PIP_INDEX_URL") and value
+    }
 
 
 def slug(name: str) -> str:
@@ -144,14 +149,17 @@ def python_of(dockerfile: str) -> tuple[str, str]:
         raise Failure("MLflow generated a Dockerfile without FROM")
     version = re.fullmatch(r"python:(\d+\.\d+\.\d+)-slim", base[1])
     if not version:
-        raise Failure(f"MLflow chose the base image {base[1]}: the model has no python_env.yaml "
-                      "with a Python version (or needs Java); the workbench serves pyfunc models "
-                      "logged with MLflow 2.x/3.x from Python")
+        raise Failure(
+            f"MLflow chose the base image {base[1]}: the model has no python_env.yaml "
+            "with a Python version (or needs Java); the workbench serves pyfunc models "
+            "logged with MLflow 2.x/3.x from Python"
+        )
     return base[1], version[1]
 
 
-def ensure_base_image(client: docker.DockerClient, image: str, version: str,
-                      workbench_base: str) -> tuple[str, str]:
+def ensure_base_image(
+    client: docker.DockerClient, image: str, version: str, workbench_base: str
+) -> tuple[str, str]:
     """The image to build FROM and what it is: MLflow's python:<version>-slim when it is here or
     can be pulled, else the workbench's stand-in, built FROM workbench/base under its own name
     (never the official one, which every other project on the machine would then build on)."""
@@ -178,20 +186,35 @@ def ensure_base_image(client: docker.DockerClient, image: str, version: str,
         return stand_in, f"{stand_in} (the workbench's stand-in: {image} cannot be pulled: {reason})"
     except ImageNotFound:
         pass
-    base_python = client.containers.run(
-        workbench_base, ["python3", "-c", "import platform; print(platform.python_version())"],
-        remove=True, network_mode="none").decode().strip()
+    base_python = (
+        client.containers.run(
+            workbench_base,
+            ["python3", "-c", "import platform; print(platform.python_version())"],
+            remove=True,
+            network_mode="none",
+        )
+        .decode()
+        .strip()
+    )
     if base_python != version:
         raise Failure(
             f"{image} cannot be pulled ({reason}), and the workbench's stand-in has Python "
             f"{base_python}, not the model's {version}. Load the image on this machine "
             f"(`docker load -i python-{version}-slim.tar`, saved where a registry is reachable) "
-            "or log the model from the jupyter container.")
-    say(f"{image} cannot be pulled ({reason}): building the stand-in {stand_in} "
-        f"FROM {workbench_base} (Debian bookworm's Python {base_python}, the same CA certificates)")
+            "or log the model from the jupyter container."
+        )
+    say(
+        f"{image} cannot be pulled ({reason}): building the stand-in {stand_in} "
+        f"FROM {workbench_base} (Debian bookworm's Python {base_python}, the same CA certificates)"
+    )
     try:
-        client.images.build(path=str(STAND_IN), tag=stand_in, rm=True, pull=False,
-                            buildargs={"WORKBENCH_BASE": workbench_base, "PYTHON_VERSION": version})
+        client.images.build(
+            path=str(STAND_IN),
+            tag=stand_in,
+            rm=True,
+            pull=False,
+            buildargs={"WORKBENCH_BASE": workbench_base, "PYTHON_VERSION": version},
+        )
     except BuildError as exc:
         raise Failure(f"building the stand-in {stand_in} failed: {exc.msg}") from None
     return stand_in, f"{stand_in} (the workbench's stand-in, built now)"
@@ -200,8 +223,13 @@ def ensure_base_image(client: docker.DockerClient, image: str, version: str,
 def from_build_argument(dockerfile: str) -> str:
     """MLflow's `FROM python:<version>-slim` as `FROM ${BASE_IMAGE}`, that name its default: the
     build argument BASE_IMAGE names the image ensure_base_image chose."""
-    return re.sub(r"^FROM\s+(\S+)", lambda m: f"ARG BASE_IMAGE={m[1]}\nFROM ${{BASE_IMAGE}}",
-                  dockerfile, count=1, flags=re.M)
+    return re.sub(
+        r"^FROM\s+(\S+)",
+        lambda m: f"ARG BASE_IMAGE={m[1]}\nFROM ${{BASE_IMAGE}}",
+        dockerfile,
+        count=1,
+        flags=re.M,
+    )
 
 
 def add_workbench_steps(context: Path, dockerfile: str) -> tuple[str, int]:
@@ -216,7 +244,7 @@ def add_workbench_steps(context: Path, dockerfile: str) -> tuple[str, int]:
         block += CA_BLOCK
     lines = dockerfile.split("\n")
     at = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
-    return "\n".join(lines[: at + 1] + block.split("\n") + lines[at + 1:]), len(certs)
+    return "\n".join(lines[: at + 1] + block.split("\n") + lines[at + 1 :]), len(certs)
 
 
 def share_dependency_layer(context: Path, dockerfile: str, model_dir: Path) -> tuple[str, bool]:
@@ -236,8 +264,12 @@ def pip_mirror_secret(dockerfile: str) -> str:
     """Every shell-form RUN that runs pip or python (MLflow's installs and the workbench's) with
     the build secret pip-index-url mounted and, when it is there, PIP_INDEX_URL set from it for
     that one step: the mirror's URL and any token in it reach pip, never a layer or the history."""
-    return re.sub(r"^RUN (?!\[|--mount=type=secret,id=pip-index-url )(?=.*\b(?:pip|python)\b)",
-                  lambda m: "RUN " + PIP_SECRET_PREFIX, dockerfile, flags=re.M)
+    return re.sub(
+        r"^RUN (?!\[|--mount=type=secret,id=pip-index-url )(?=.*\b(?:pip|python)\b)",
+        lambda m: "RUN " + PIP_SECRET_PREFIX,
+        dockerfile,
+        flags=re.M,
+    )
 
 
 def compose_value(text: str) -> str:
@@ -245,30 +277,39 @@ def compose_value(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def build(context: Path, tag: str, labels: dict[str, str], buildargs: dict[str, str],
-          pip_index_url: str) -> None:
+def build(
+    context: Path, tag: str, labels: dict[str, str], buildargs: dict[str, str], pip_index_url: str
+) -> None:
     """Build with Docker Compose (BuildKit, through the engine's API; the Docker SDK has only the
     classic builder, which has no build secrets), printing the build's output as it comes. The
     PyPI mirror reaches the build as the secret pip-index-url, from this process's environment;
     the Compose file (JSON, its values escaped) holds no secret."""
     spec = {
         "name": "workbench-model-build",
-        "services": {"model": {
-            "image": compose_value(tag),
-            "build": {"context": str(context),
-                      "args": {k: compose_value(v) for k, v in buildargs.items()},
-                      "labels": {k: compose_value(v) for k, v in labels.items()},
-                      "secrets": ["pip-index-url"]},
-        }},
+        "services": {
+            "model": {
+                "image": compose_value(tag),
+                "build": {
+                    "context": str(context),
+                    "args": {k: compose_value(v) for k, v in buildargs.items()},
+                    "labels": {k: compose_value(v) for k, v in labels.items()},
+                    "secrets": ["pip-index-url"],
+                },
+            }
+        },
         "secrets": {"pip-index-url": {"environment": "PIP_INDEX_URL"}},
     }
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="model-build-") as file:
         json.dump(spec, file)
         file.flush()
         env = {**os.environ, "PIP_INDEX_URL": pip_index_url, "DOCKER_BUILDKIT": "1"}
-        process = subprocess.Popen(["docker-compose", "-f", file.name, "--progress", "plain",
-                                    "build"], env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            ["docker-compose", "-f", file.name, "--progress", "plain", "build"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         tail: list[str] = []
         for line in process.stdout:
             sys.stdout.write(line)
@@ -345,34 +386,55 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="model-image-") as tmp:
         context = Path(tmp)
         built_labels = (existing.labels or {}) if existing is not None else {}
-        if existing is not None and not args.rebuild and all(
+        if (
+            existing is not None
+            and not args.rebuild
+            and all(
                 built_labels.get(key) == labels[key]
-                for key in ("org.workbench.model.source", "org.workbench.serving.recipe")):
+                for key in ("org.workbench.model.source", "org.workbench.serving.recipe")
+            )
+        ):
             say(f"{image} is already built from this model version (REBUILD=1 rebuilds it)")
         else:
             started = time.monotonic()
-            say("downloading the model and generating its Dockerfile "
-                "(mlflow models generate-dockerfile --env-manager local)")
-            gen = subprocess.run(["mlflow", "models", "generate-dockerfile", "-m", model.uri,
-                                  "-d", str(context), "--env-manager", "local"],
-                                 capture_output=True, text=True)
+            say(
+                "downloading the model and generating its Dockerfile "
+                "(mlflow models generate-dockerfile --env-manager local)"
+            )
+            gen = subprocess.run(
+                [
+                    "mlflow",
+                    "models",
+                    "generate-dockerfile",
+                    "-m",
+                    model.uri,
+                    "-d",
+                    str(context),
+                    "--env-manager",
+                    "local",
+                ],
+                capture_output=True,
+                text=True,
+            )
             if gen.returncode != 0:
                 raise Failure(f"mlflow models generate-dockerfile failed:\n{gen.stderr[-3000:]}")
             dockerfile = (context / "Dockerfile").read_text()
             base_image, python_version = python_of(dockerfile)
-            base_image, what_base = ensure_base_image(client, base_image, python_version,
-                                                      args.workbench_base)
+            base_image, what_base = ensure_base_image(client, base_image, python_version, args.workbench_base)
             say(f"base image: {what_base}")
             dockerfile = from_build_argument(dockerfile)
             dockerfile, n_certs = add_workbench_steps(context, dockerfile)
             model_dir = model_dir_in(context, model.uri)
             (context / "workbench-openapi.json").write_text(
-                json.dumps(openapi.document(model_dir, name, version), indent=1))
+                json.dumps(openapi.document(model_dir, name, version), indent=1)
+            )
             dockerfile, shared = share_dependency_layer(context, dockerfile, model_dir)
             if not shared:
-                say("MLflow's Dockerfile has no `COPY <model> /opt/ml/model` line or the model no "
+                say(
+                    "MLflow's Dockerfile has no `COPY <model> /opt/ml/model` line or the model no "
                     "requirements.txt: its requirements are installed by MLflow's own step only "
-                    "(no layer shared with other models' images)")
+                    "(no layer shared with other models' images)"
+                )
             dockerfile += OPENAPI_BLOCK
             (context / "Dockerfile").write_text(pip_mirror_secret(dockerfile))
             if n_certs:
@@ -385,8 +447,10 @@ def main() -> int:
                     continue  # a build secret (build()), never a build argument
                 buildargs.setdefault(key.lower(), value)
                 buildargs.setdefault(key.upper(), value)
-            say(f"building {image}: apt installs nginx, pip installs MLflow {mlflow_version()} "
-                "and the model's requirements (a few minutes the first time)")
+            say(
+                f"building {image}: apt installs nginx, pip installs MLflow {mlflow_version()} "
+                "and the model's requirements (a few minutes the first time)"
+            )
             labels["org.workbench.model.example"] = example_payload(context)
             build(context, image, labels, buildargs, proxies.get("PIP_INDEX_URL", ""))
             say(f"built {image} in {time.monotonic() - started:.0f} s")

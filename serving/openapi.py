@@ -33,8 +33,15 @@ SCALARS = {
     "binary": {"type": "string", "contentEncoding": "base64"},
     "datetime": {"type": "string", "format": "date-time"},
 }
-TENSOR_DTYPES = {"b": "boolean", "i": "long", "u": "long", "f": "double", "U": "string", "S": "binary",
-                 "O": "string"}
+TENSOR_DTYPES = {
+    "b": "boolean",
+    "i": "long",
+    "u": "long",
+    "f": "double",
+    "U": "string",
+    "S": "binary",
+    "O": "string",
+}
 
 
 def type_schema(spec: dict) -> dict:
@@ -46,9 +53,11 @@ def type_schema(spec: dict) -> dict:
         return {"type": "array", "items": type_schema(spec["items"])}
     if kind == "object":
         props = spec.get("properties", {})
-        return {"type": "object",
-                "properties": {name: type_schema(p) for name, p in props.items()},
-                "required": [name for name, p in props.items() if p.get("required", True)]}
+        return {
+            "type": "object",
+            "properties": {name: type_schema(p) for name, p in props.items()},
+            "required": [name for name, p in props.items() if p.get("required", True)],
+        }
     if kind == "map":
         return {"type": "object", "additionalProperties": type_schema(spec["values"])}
     if kind == "tensor":
@@ -65,8 +74,10 @@ def load_signature(model_dir: Path) -> dict[str, list | None]:
     """inputs / outputs / params of the MLmodel file, as lists of MLflow's JSON specs."""
     mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
     signature = mlmodel.get("signature") or {}
-    return {part: json.loads(signature[part]) if signature.get(part) else None
-            for part in ("inputs", "outputs", "params")}
+    return {
+        part: json.loads(signature[part]) if signature.get(part) else None
+        for part in ("inputs", "outputs", "params")
+    }
 
 
 def load_example(model_dir: Path) -> dict | None:
@@ -106,8 +117,10 @@ def format_examples(example: dict | None) -> dict[str, dict]:
         "instances": {"instances": records},
         "inputs": {"inputs": {c: [row[i] for row in rows] for i, c in enumerate(columns)}},
     }
-    return {fmt: {"summary": f"{len(rows)} row(s) as {fmt}", "value": {**body, **params}}
-            for fmt, body in bodies.items()}
+    return {
+        fmt: {"summary": f"{len(rows)} row(s) as {fmt}", "value": {**body, **params}}
+        for fmt, body in bodies.items()
+    }
 
 
 def csv_example(example: dict | None) -> str | None:
@@ -131,54 +144,87 @@ def input_schemas(inputs: list | None) -> dict[str, dict]:
             row = {"type": "object", "properties": {s["name"]: type_schema(s) for s in inputs}}
     elif inputs:
         named = [spec for spec in inputs if spec.get("name")]
-        row = {"type": "object",
-               "properties": {spec["name"]: type_schema(spec) for spec in named},
-               "required": [spec["name"] for spec in named if spec.get("required", True)]}
+        row = {
+            "type": "object",
+            "properties": {spec["name"]: type_schema(spec) for spec in named},
+            "required": [spec["name"] for spec in named if spec.get("required", True)],
+        }
     else:
         row = {"description": "the model has no input signature: MLflow does not check the input"}
     columns = [spec["name"] for spec in (inputs or []) if spec.get("name")]
     props = row.get("properties", {})
     schemas = {
         "Row": {"title": "one input row", **row},
-        "Columns": {"title": "the input by column", "type": "object",
-                    "properties": {c: {"type": "array", "items": props[c]} for c in columns},
-                    "required": row.get("required", [])} if columns else {"type": "object"},
+        "Columns": {
+            "title": "the input by column",
+            "type": "object",
+            "properties": {c: {"type": "array", "items": props[c]} for c in columns},
+            "required": row.get("required", []),
+        }
+        if columns
+        else {"type": "object"},
     }
-    split = {"type": "object", "required": ["columns", "data"],
-             "properties": {"columns": {"type": "array", "items": {"type": "string"}},
-                            "data": {"type": "array", "items": {"type": "array"}},
-                            "index": {"type": "array"}}}
+    split = {
+        "type": "object",
+        "required": ["columns", "data"],
+        "properties": {
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "data": {"type": "array", "items": {"type": "array"}},
+            "index": {"type": "array"},
+        },
+    }
     if columns:
         split["properties"]["columns"]["items"]["enum"] = columns
         split["properties"]["columns"]["uniqueItems"] = True
         # Every required column must be among `columns` (in any order).
-        split["properties"]["columns"]["allOf"] = [{"contains": {"const": c}}
-                                                   for c in row.get("required", [])]
-    schemas.update({
-        "DataframeSplit": body("dataframe_split", split, "pandas `to_dict(orient='split')`"),
-        "DataframeRecords": body("dataframe_records",
-                                 {"type": "array", "items": {"$ref": "#/components/schemas/Row"}},
-                                 "pandas `to_dict(orient='records')`"),
-        "Instances": body("instances",
-                          {"type": "array", "items": {"$ref": "#/components/schemas/Row"}},
-                          "TensorFlow Serving's row format"),
-        "Inputs": body("inputs",
-                       {"oneOf": [{"$ref": "#/components/schemas/Columns"},
-                                  {"type": "array", "items": {"$ref": "#/components/schemas/Row"}}]},
-                       "TensorFlow Serving's columnar format"),
-    })
+        split["properties"]["columns"]["allOf"] = [
+            {"contains": {"const": c}} for c in row.get("required", [])
+        ]
+    schemas.update(
+        {
+            "DataframeSplit": body("dataframe_split", split, "pandas `to_dict(orient='split')`"),
+            "DataframeRecords": body(
+                "dataframe_records",
+                {"type": "array", "items": {"$ref": "#/components/schemas/Row"}},
+                "pandas `to_dict(orient='records')`",
+            ),
+            "Instances": body(
+                "instances",
+                {"type": "array", "items": {"$ref": "#/components/schemas/Row"}},
+                "TensorFlow Serving's row format",
+            ),
+            "Inputs": body(
+                "inputs",
+                {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/Columns"},
+                        {"type": "array", "items": {"$ref": "#/components/schemas/Row"}},
+                    ]
+                },
+                "TensorFlow Serving's columnar format",
+            ),
+        }
+    )
     return schemas
 
 
 def body(key: str, schema: dict, what: str) -> dict:
-    return {"title": key, "description": f"`{key}`: {what}", "type": "object", "required": [key],
-            "properties": {key: schema, "params": {"$ref": "#/components/schemas/Params"}}}
+    return {
+        "title": key,
+        "description": f"`{key}`: {what}",
+        "type": "object",
+        "required": [key],
+        "properties": {key: schema, "params": {"$ref": "#/components/schemas/Params"}},
+    }
 
 
 def params_schema(params: list | None) -> dict:
     if not params:
-        return {"type": "object", "description": "the model takes no inference parameters",
-                "maxProperties": 0}
+        return {
+            "type": "object",
+            "description": "the model takes no inference parameters",
+            "maxProperties": 0,
+        }
     props = {}
     for spec in params:
         schema = type_schema({"type": spec.get("type", "string")})
@@ -197,15 +243,22 @@ def output_schema(outputs: list | None) -> dict:
     elif len(outputs) == 1 and not outputs[0].get("name"):
         item = type_schema(outputs[0])
     else:
-        item = {"type": "object",
-                "properties": {s.get("name", f"output_{i}"): type_schema(s) for i, s in enumerate(outputs)}}
-    return {"type": "object", "required": ["predictions"],
-            "properties": {"predictions": {"type": "array", "items": item}}}
+        item = {
+            "type": "object",
+            "properties": {s.get("name", f"output_{i}"): type_schema(s) for i, s in enumerate(outputs)},
+        }
+    return {
+        "type": "object",
+        "required": ["predictions"],
+        "properties": {"predictions": {"type": "array", "items": item}},
+    }
 
 
 def error_response(description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": {
-        "$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def document(model_dir: Path, name: str, version: str) -> dict:
@@ -216,48 +269,81 @@ def document(model_dir: Path, name: str, version: str) -> dict:
     schemas = input_schemas(signature["inputs"])
     schemas["Params"] = params_schema(signature["params"])
     schemas["Predictions"] = output_schema(signature["outputs"])
-    schemas["Error"] = {"type": "object", "properties": {
-        "error_code": {"type": "string", "examples": ["BAD_REQUEST", "INVALID_PARAMETER_VALUE"]},
-        "message": {"type": "string"}, "stack_trace": {"type": "string"}}}
-    json_media: dict = {"schema": {"oneOf": [{"$ref": f"#/components/schemas/{k}"} for k in
-                                             ("DataframeSplit", "DataframeRecords", "Instances", "Inputs")]}}
+    schemas["Error"] = {
+        "type": "object",
+        "properties": {
+            "error_code": {"type": "string", "examples": ["BAD_REQUEST", "INVALID_PARAMETER_VALUE"]},
+            "message": {"type": "string"},
+            "stack_trace": {"type": "string"},
+        },
+    }
+    json_media: dict = {
+        "schema": {
+            "oneOf": [
+                {"$ref": f"#/components/schemas/{k}"}
+                for k in ("DataframeSplit", "DataframeRecords", "Instances", "Inputs")
+            ]
+        }
+    }
     if examples:
         json_media["examples"] = examples
         json_media["example"] = next(iter(examples.values()))["value"]
-    csv_media: dict = {"schema": {"type": "string", "description": "a header line with the column "
-                                  "names, then one line per row"}}
+    csv_media: dict = {
+        "schema": {
+            "type": "string",
+            "description": "a header line with the column names, then one line per row",
+        }
+    }
     if csv_text:
         csv_media["example"] = csv_text
-    columns = ", ".join(f"`{s['name']}` ({s.get('type')})" for s in signature["inputs"] or [] if s.get("name"))
+    columns = ", ".join(
+        f"`{s['name']}` ({s.get('type')})" for s in signature["inputs"] or [] if s.get("name")
+    )
     return {
         "openapi": OPENAPI,
         "info": {
             "title": f"MLflow model {name}, version {version}",
             "version": str(version),
             # Which registry entry this is, for clients (e.g. to compare with pyfunc.load_model).
-            "x-mlflow-model": {"name": name, "version": str(version),
-                               "uri": f"models:/{name}/{version}"},
-            "description": (f"Scoring endpoint of the registered model `{name}` version {version}, "
-                            "served by MLflow's scoring server (make serve). "
-                            + (f"Input columns: {columns}." if columns else "")),
+            "x-mlflow-model": {"name": name, "version": str(version), "uri": f"models:/{name}/{version}"},
+            "description": (
+                f"Scoring endpoint of the registered model `{name}` version {version}, "
+                "served by MLflow's scoring server (make serve). "
+                + (f"Input columns: {columns}." if columns else "")
+            ),
         },
         "paths": {
-            "/invocations": {"post": {
-                "summary": "score rows with the model",
-                "operationId": "invocations",
-                "requestBody": {"required": True, "content": {
-                    "application/json": json_media, "text/csv": csv_media}},
-                "responses": {
-                    "200": {"description": "one prediction per input row", "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Predictions"}}}},
-                    "400": error_response("the body is not valid JSON/CSV, or does not fit the "
-                                          "model's signature (missing columns, wrong types)"),
-                    "413": {"description": "the body is larger than 100 MB"},
-                    "415": error_response("a Content-Type other than application/json or text/csv"),
-                },
-            }},
-            "/ping": {"get": {"summary": "health: 200 once the model is loaded", "operationId": "ping",
-                              "responses": {"200": {"description": "the model is loaded"}}}},
+            "/invocations": {
+                "post": {
+                    "summary": "score rows with the model",
+                    "operationId": "invocations",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": json_media, "text/csv": csv_media},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "one prediction per input row",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Predictions"}}
+                            },
+                        },
+                        "400": error_response(
+                            "the body is not valid JSON/CSV, or does not fit the "
+                            "model's signature (missing columns, wrong types)"
+                        ),
+                        "413": {"description": "the body is larger than 100 MB"},
+                        "415": error_response("a Content-Type other than application/json or text/csv"),
+                    },
+                }
+            },
+            "/ping": {
+                "get": {
+                    "summary": "health: 200 once the model is loaded",
+                    "operationId": "ping",
+                    "responses": {"200": {"description": "the model is loaded"}},
+                }
+            },
         },
         "components": {"schemas": schemas},
     }

@@ -21,7 +21,7 @@ from utils.stack import Stack, image_present, portainer_image
 # Hostile values, as the official postgres image's tests use: spaces, quotes, URI and
 # configparser metacharacters. They must survive every connection URI and config file.
 HOSTILE_SECRETS = {
-    "POSTGRES_PASSWORD": "su per'user \"pw\" $HOME;%",
+    "POSTGRES_PASSWORD": 'su per\'user "pw" $HOME;%',
     "MLFLOW_DB_PASSWORD": "db p@ss:w/o'rd\"%20?#&=+ ",
     "FTPD_PASSWORD": "ftp p@ss:w/o'rd\"%41#x",
     "MLFLOW_ADMIN_PASSWORD": "Adm1n p@ss:wo'rd\"%%x",
@@ -116,6 +116,7 @@ def unique_name(request) -> str:
 @pytest.fixture(scope="session")
 def portainer_available() -> None:
     if not image_present(portainer_image()):
-        pytest.skip(f"Portainer's image {portainer_image()} is not on this machine and cannot "
-                    "be pulled here (no container registry); its runtime checks need it")
-
+        pytest.skip(
+            f"Portainer's image {portainer_image()} is not on this machine and cannot "
+            "be pulled here (no container registry); its runtime checks need it"
+        )

@@ -15,9 +15,22 @@ ONE_SHOT = {"secrets-init", "mlflow-migrate"}
 
 @pytest.fixture(scope="module")
 def services() -> dict:
-    out = subprocess.run(["docker", "compose", "-f", str(REPO / "docker-compose.yml"), "--env-file",
-                          "/dev/null", "config", "--format", "json"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [
+            "docker",
+            "compose",
+            "-f",
+            str(REPO / "docker-compose.yml"),
+            "--env-file",
+            "/dev/null",
+            "config",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out)["services"]
 
 
@@ -39,8 +52,11 @@ def test_every_long_running_service_has_a_healthcheck(services):
         if name in ONE_SHOT or name == "portainer":
             continue
         image = service["image"]
-        inspected = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Healthcheck}}", image],
-                                   capture_output=True, text=True)
+        inspected = subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{json .Config.Healthcheck}}", image],
+            capture_output=True,
+            text=True,
+        )
         if inspected.returncode != 0:
             pytest.skip(f"{image} is not built yet")
         healthcheck = json.loads(inspected.stdout)

@@ -10,15 +10,22 @@ import pytest
 from utils.stack import REPO
 
 IMAGES = ["base", "postgres", "ftpd", "mlflow-server", "jupyter"]
-SECRETS = {"postgres": ["postgres-password", "mlflow-db-password"], "ftpd": ["ftpd-password"],
-           "mlflow-server": ["mlflow-admin-password", "mlflow-flask-secret-key"],
-           "jupyter": ["jupyter-token"]}
+SECRETS = {
+    "postgres": ["postgres-password", "mlflow-db-password"],
+    "ftpd": ["ftpd-password"],
+    "mlflow-server": ["mlflow-admin-password", "mlflow-flask-secret-key"],
+    "jupyter": ["jupyter-token"],
+}
 
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_no_secret_in_any_layer(stack, image):
-    history = subprocess.run(["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}",
-                              f"workbench/{image}:local"], capture_output=True, text=True, check=True).stdout
+    history = subprocess.run(
+        ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", f"workbench/{image}:local"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for service, names in SECRETS.items():
         for name in names:
             assert stack.read_secret(service, name) not in history, f"{name} in workbench/{image}"

@@ -26,8 +26,20 @@ INJECTIONS = {
     "command substitution": "x$$(touch {marker})",
 }
 SERVE = ["MODEL", "PORT", "WORKERS", "BIND_ADDRESS", "SERVE_TIMEOUT", "REBUILD", "ENV_FILE"]
-SCORE = ["MODEL", "INPUT", "OUTPUT", "ID", "ENGINE", "MASTER", "CHUNK", "MEMORY", "SPARK_CONF",
-         "DRIVER_HOST", "DRIVER_PORT", "ENV_FILE"]
+SCORE = [
+    "MODEL",
+    "INPUT",
+    "OUTPUT",
+    "ID",
+    "ENGINE",
+    "MASTER",
+    "CHUNK",
+    "MEMORY",
+    "SPARK_CONF",
+    "DRIVER_HOST",
+    "DRIVER_PORT",
+    "ENV_FILE",
+]
 STUB = "#!/usr/bin/env python3\nimport json, sys\nprint('STUB-ARGV ' + json.dumps(sys.argv[1:]))\n"
 
 
@@ -50,8 +62,16 @@ def make(*args: str, **variables: str) -> subprocess.CompletedProcess:
     # Given, so that the Makefile does not ask pip for it (a second per make).
     env.setdefault("PIP_INDEX_URL", "")
     command = ["make", "--no-print-directory", *args, *(f"{k}={v}" for k, v in variables.items())]
-    return subprocess.run(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        command,
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def stub_argv(result: subprocess.CompletedProcess) -> list[str]:
@@ -124,20 +144,49 @@ def test_compose_targets_pass_project_and_names_as_arguments(inject, stub):
 
 
 def test_run_example_splits_params_like_a_shell_but_runs_nothing(inject, stub):
-    example, entry, experiment, extra = (inject(name) for name in ("EXAMPLE", "ENTRY", "EXPERIMENT", "PARAMS"))
-    result = make("run-example", EXAMPLE=example[0], ENTRY=entry[0], EXPERIMENT=experiment[0],
-                  PARAMS=f'-P alpha=0.3 -P "name=a b" {extra[0]}', PROJECT="wb", COMPOSE=stub)
+    example, entry, experiment, extra = (
+        inject(name) for name in ("EXAMPLE", "ENTRY", "EXPERIMENT", "PARAMS")
+    )
+    result = make(
+        "run-example",
+        EXAMPLE=example[0],
+        ENTRY=entry[0],
+        EXPERIMENT=experiment[0],
+        PARAMS=f'-P alpha=0.3 -P "name=a b" {extra[0]}',
+        PROJECT="wb",
+        COMPOSE=stub,
+    )
     assert stub_argv(result) == [
-        "-p", "wb", "exec", "-T", "jupyter", "mlflow", "run", f"examples/{example[1]}", "-e", entry[1],
-        "--env-manager", "local", "--experiment-name", experiment[1],
-        "-P", "alpha=0.3", "-P", "name=a b", *shlex.split(extra[1])]
+        "-p",
+        "wb",
+        "exec",
+        "-T",
+        "jupyter",
+        "mlflow",
+        "run",
+        f"examples/{example[1]}",
+        "-e",
+        entry[1],
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        experiment[1],
+        "-P",
+        "alpha=0.3",
+        "-P",
+        "name=a b",
+        *shlex.split(extra[1]),
+    ]
     assert inject.markers() == [], "a make variable ran as a shell command"
 
 
 def test_pytest_args_are_split_like_a_shell_but_run_nothing(inject):
     # Its prerequisites (images, .venv) are taken as done: only the recipe is under test.
-    skip = [arg for target in ("test-unit", "prerequisites", "ca-certificates", "base-image", ".venv")
-            for arg in ("-o", target)]
+    skip = [
+        arg
+        for target in ("test-unit", "prerequisites", "ca-certificates", "base-image", ".venv")
+        for arg in ("-o", target)
+    ]
     result = make(*skip, "test", PYTEST_ARGS=f"--version {inject('PYTEST_ARGS')[0]}")
     assert result.returncode == 0, result.stderr
     assert "pytest" in result.stdout + result.stderr

@@ -18,12 +18,16 @@ import urllib.parse
 import warnings
 from typing import NamedTuple
 
-MODEL_FORMS = ("models:/<name>/<version>, models:/<name>/<stage>, models:/<name>/latest, "
-               "models:/<name>@<alias>, models:/<model_id> or runs:/<run_id>/<path>")
+MODEL_FORMS = (
+    "models:/<name>/<version>, models:/<name>/<stage>, models:/<name>/latest, "
+    "models:/<name>@<alias>, models:/<model_id> or runs:/<run_id>/<path>"
+)
 # MlflowClient.get_latest_versions is deprecated (stages are), but it is what MLflow itself still
 # resolves models:/<name>/<stage> and models:/<name>/latest with; only its own warning is silenced.
-LATEST_VERSIONS_WARNING = (r"``mlflow\.tracking\.client\.MlflowClient\.get_latest_versions`` "
-                           "is deprecated")
+LATEST_VERSIONS_WARNING = (
+    r"``mlflow\.tracking\.client\.MlflowClient\.get_latest_versions`` "
+    "is deprecated"
+)
 
 
 class Failure(Exception):
@@ -107,21 +111,29 @@ def resolve(uri: str) -> ResolvedModel:
     try:
         if "model_id" in parts:
             model = client.get_logged_model(parts["model_id"])
-            return ResolvedModel(f"models:/{model.model_id}", model.name,
-                                 docker_tag(model.model_id), str(model.artifact_location),
-                                 str(model.source_run_id or ""),
-                                 f"logged model {model.model_id} ({model.name!r})")
+            return ResolvedModel(
+                f"models:/{model.model_id}",
+                model.name,
+                docker_tag(model.model_id),
+                str(model.artifact_location),
+                str(model.source_run_id or ""),
+                f"logged model {model.model_id} ({model.name!r})",
+            )
         if "run_id" in parts:
             run = client.get_run(parts["run_id"])
             run_id, path = run.info.run_id, parts["path"].strip("/")
             pinned = f"runs:/{run_id}/{path}"
             files = mlflow.artifacts.list_artifacts(artifact_uri=pinned)
             if not any(f.path.rsplit("/", 1)[-1] == "MLmodel" for f in files):
-                raise Failure(f"{uri}: run {run_id} has no MLflow model at {path!r} (no MLmodel "
-                              "file there)")
-            return ResolvedModel(pinned, path, f"run-{run_id[:12]}",
-                                 f"{run.info.artifact_uri}/{path}", run_id,
-                                 f"the model at {path!r} of run {run_id}")
+                raise Failure(f"{uri}: run {run_id} has no MLflow model at {path!r} (no MLmodel file there)")
+            return ResolvedModel(
+                pinned,
+                path,
+                f"run-{run_id[:12]}",
+                f"{run.info.artifact_uri}/{path}",
+                run_id,
+                f"the model at {path!r} of run {run_id}",
+            )
         if "alias" in parts:
             mv = client.get_model_version_by_alias(parts["name"], parts["alias"])
         elif "version" in parts:
@@ -132,19 +144,27 @@ def resolve(uri: str) -> ResolvedModel:
                 warnings.filterwarnings("ignore", LATEST_VERSIONS_WARNING, FutureWarning)
                 latest = client.get_latest_versions(parts["name"], [stage] if stage else None)
             if not latest:  # MLflow's own words (mlflow.store.artifact.utils.models)
-                raise Failure(f"{uri} is not in the workbench's registry: No versions of model "
-                              f"with name '{parts['name']}'"
-                              + (f" and stage '{stage}'" if stage else "") + " found")
+                raise Failure(
+                    f"{uri} is not in the workbench's registry: No versions of model "
+                    f"with name '{parts['name']}'" + (f" and stage '{stage}'" if stage else "") + " found"
+                )
             mv = max(latest, key=lambda v: int(v.version))
     except MlflowException as exc:
         message = one_line(exc.message)
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             where = "registry" if "name" in parts else "tracking server"
             if not parts.get("model_id", "m-").startswith("m-"):  # a registered model's name?
-                message += (f" (a registered model is models:/{parts['model_id']}/<version>, "
-                            "/<stage>, /latest or @<alias>)")
+                message += (
+                    f" (a registered model is models:/{parts['model_id']}/<version>, "
+                    "/<stage>, /latest or @<alias>)"
+                )
             raise Failure(f"{uri} is not in the workbench's {where}: {message}") from None
         raise Failure(f"{uri} cannot be resolved: {message}") from None
-    return ResolvedModel(f"models:/{mv.name}/{mv.version}", mv.name, str(mv.version),
-                         str(mv.source), str(mv.run_id or ""),
-                         f"version {mv.version} of {mv.name!r}")
+    return ResolvedModel(
+        f"models:/{mv.name}/{mv.version}",
+        mv.name,
+        str(mv.version),
+        str(mv.source),
+        str(mv.run_id or ""),
+        f"version {mv.version} of {mv.name!r}",
+    )

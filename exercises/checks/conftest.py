@@ -29,20 +29,30 @@ class Server:
 
     def call(self, method: str, endpoint: str, **kwargs) -> requests.Response:
         try:
-            response = self.http.request(method, f"{self.url}/api/2.0/mlflow/{endpoint}", timeout=30, **kwargs)
+            response = self.http.request(
+                method, f"{self.url}/api/2.0/mlflow/{endpoint}", timeout=30, **kwargs
+            )
         except requests.ConnectionError:
             response = None
         if response is None:
-            pytest.fail(f"cannot reach the MLflow server at {self.url}: is the workbench up "
-                        "(`make up`)? is MLFLOW_TRACKING_URI right?", pytrace=False)
+            pytest.fail(
+                f"cannot reach the MLflow server at {self.url}: is the workbench up "
+                "(`make up`)? is MLFLOW_TRACKING_URI right?",
+                pytrace=False,
+            )
         if response.status_code in (401, 403):
-            pytest.fail(f"the MLflow server at {self.url} refused the credentials "
-                        "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)", pytrace=False)
+            pytest.fail(
+                f"the MLflow server at {self.url} refused the credentials "
+                "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)",
+                pytrace=False,
+            )
         return response
 
     def get(self, endpoint: str, **params) -> dict | None:
         response = self.call("GET", endpoint, params=params)
-        if response.status_code == 404 or (response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text):
+        if response.status_code == 404 or (
+            response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text
+        ):
             return None
         assert response.status_code == 200, f"GET {endpoint}: {response.status_code} {response.text[:300]}"
         return response.json()
@@ -67,10 +77,15 @@ def server() -> Server:
     if not password and os.environ.get("MLFLOW_TRACKING_PASSWORD_FILE"):
         password = Path(os.environ["MLFLOW_TRACKING_PASSWORD_FILE"]).read_text()
     if not password:
-        pytest.fail("MLFLOW_TRACKING_PASSWORD(_FILE) is not set: run the checks with `make exercise-check`, "
-                    "or set MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD yourself", pytrace=False)
-    return Server(os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
-                  (os.environ.get("MLFLOW_TRACKING_USERNAME", "admin"), password))
+        pytest.fail(
+            "MLFLOW_TRACKING_PASSWORD(_FILE) is not set: run the checks with `make exercise-check`, "
+            "or set MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD yourself",
+            pytrace=False,
+        )
+    return Server(
+        os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+        (os.environ.get("MLFLOW_TRACKING_USERNAME", "admin"), password),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -18,16 +18,21 @@ COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]
 
 pytestmark = pytest.mark.skipif(
-    not SERVING_URL, reason="no model server to check: set WORKBENCH_SERVING_URL (make exercise-check "
-    "sets it to http://serve-5002:8080, where `make serve MODEL=models:/IrisModel@staging PORT=5002` serves)")
+    not SERVING_URL,
+    reason="no model server to check: set WORKBENCH_SERVING_URL (make exercise-check "
+    "sets it to http://serve-5002:8080, where `make serve MODEL=models:/IrisModel@staging PORT=5002` serves)",
+)
 
 
 def _get(url: str) -> requests.Response:
     try:
         return requests.get(url, timeout=10)
     except requests.ConnectionError:
-        pytest.fail(f"nothing answers at {SERVING_URL}: serve your model first, on the host: "
-                    "make serve MODEL=models:/IrisModel@staging PORT=5002", pytrace=False)
+        pytest.fail(
+            f"nothing answers at {SERVING_URL}: serve your model first, on the host: "
+            "make serve MODEL=models:/IrisModel@staging PORT=5002",
+            pytrace=False,
+        )
 
 
 def test_the_served_model_is_the_exercise_model(model_name):
@@ -36,19 +41,27 @@ def test_the_served_model_is_the_exercise_model(model_name):
     assert _get(f"{url}/ping").status_code == 200, f"{url}/ping does not answer 200: is the model loaded?"
     document = _get(f"{url}/openapi.json")
     if document.status_code == 404:
-        pytest.skip(f"{url} publishes no /openapi.json (not served by `make serve`): cannot tell which model it is")
+        pytest.skip(
+            f"{url} publishes no /openapi.json (not served by `make serve`): cannot tell which model it is"
+        )
     served = document.json()["info"]["x-mlflow-model"]
     assert served["name"] == model_name, (
         f"{url} serves {served['uri']}, not a version of {model_name!r}: "
-        f"make serve MODEL=models:/{model_name}@staging PORT=5002")
+        f"make serve MODEL=models:/{model_name}@staging PORT=5002"
+    )
 
 
 def test_served_model_predicts_two_iris_rows():
     url = SERVING_URL.rstrip("/")
     _get(f"{url}/ping")
-    response = requests.post(f"{url}/invocations", timeout=30,
-                             json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}})
-    assert response.status_code == 200, f"POST {url}/invocations: {response.status_code} {response.text[:300]}"
+    response = requests.post(
+        f"{url}/invocations", timeout=30, json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}
+    )
+    assert response.status_code == 200, (
+        f"POST {url}/invocations: {response.status_code} {response.text[:300]}"
+    )
     predictions = response.json().get("predictions")
     assert predictions is not None, f"the answer has no 'predictions': {response.text[:300]}"
-    assert [int(p) for p in predictions] == [0, 2], f"expected classes [0, 2] (setosa, virginica), got {predictions}"
+    assert [int(p) for p in predictions] == [0, 2], (
+        f"expected classes [0, 2] (setosa, virginica), got {predictions}"
+    )

@@ -33,13 +33,17 @@ MUTATING = {"POST", "PATCH", "PUT", "DELETE"}
 API_PREFIXES = ("/api/", "/ajax-api/")
 # Routes whose body is not JSON: the file of an upload (keys in the query), the sign-up form.
 NOT_JSON_ROUTES = re.compile(
-    r"^/(?:api|ajax-api)/2\.0/(?:mlflow-artifacts/artifacts/.*|mlflow/upload-artifact|mlflow/users/create-ui)$")
+    r"^/(?:api|ajax-api)/2\.0/(?:mlflow-artifacts/artifacts/.*|mlflow/upload-artifact|mlflow/users/create-ui)$"
+)
 RUN_KEYS = ("run_id", "run_uuid", "runId", "runUuid")  # protobuf's JSON parser takes both spellings
-ARTIFACT_PROXY = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow-artifacts/(artifacts|mpu/(?:create|complete|abort))/")
+ARTIFACT_PROXY = re.compile(
+    r"^/(?:api|ajax-api)/2\.0/mlflow-artifacts/(artifacts|mpu/(?:create|complete|abort))/"
+)
 ARTIFACT_LISTING = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow-artifacts/artifacts$")
 # Routes that take an artifact path in the query (listings, single-file reads, the UI's upload).
 ARTIFACT_PATH_QUERY_ROUTES = re.compile(
-    r"(?:/mlflow-artifacts/artifacts|/artifacts/list|get-artifact|upload-artifact|/artifacts/files)$")
+    r"(?:/mlflow-artifacts/artifacts|/artifacts/list|get-artifact|upload-artifact|/artifacts/files)$"
+)
 ARTIFACT_PATH_PARAMS = ("path", "artifact_file_path")
 # Percent-escapes that survive one decoding as '.', '/', '\' or another escape: MLflow's
 # validate_path_is_safe decodes again (up to ten times), its permission check does not.
@@ -53,7 +57,9 @@ LOCATION_TAGS = {"mlflow.artifactLocation", "mlflow.trace.archiveLocation", "mlf
 
 
 class Refusal(Exception):
-    def __init__(self, rule: str, message: str, status: int = 400, error_code: str = "INVALID_PARAMETER_VALUE"):
+    def __init__(
+        self, rule: str, message: str, status: int = 400, error_code: str = "INVALID_PARAMETER_VALUE"
+    ):
         super().__init__(message)
         self.rule, self.message, self.status, self.error_code = rule, message, status, error_code
 
@@ -70,7 +76,9 @@ class Request:
         self.scope, self._receive = scope, receive
         self.method, self.path = scope["method"], scope["path"]
         self.raw_path = (scope.get("raw_path") or self.path.encode()).decode("latin-1")
-        self.query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        self.query = urllib.parse.parse_qs(
+            scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        )
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         self.media_type = self.headers.get("content-type", "").split(";")[0].strip().lower()
         self._body: bytes | None = None
@@ -80,7 +88,8 @@ class Request:
     @property
     def is_json(self) -> bool:  # as Flask's request.is_json, which MLflow's check uses
         return self.media_type == "application/json" or (
-            self.media_type.startswith("application/") and self.media_type.endswith("+json"))
+            self.media_type.startswith("application/") and self.media_type.endswith("+json")
+        )
 
     @property
     def has_body(self) -> bool:
@@ -171,14 +180,18 @@ async def json_body_agrees_with_query(request: Request) -> None:
     if NOT_JSON_ROUTES.match(request.path):
         return
     if request.has_body and not request.is_json:
-        raise Refusal("body-not-json", "A request body to this route must be JSON (Content-Type: application/json)")
+        raise Refusal(
+            "body-not-json", "A request body to this route must be JSON (Content-Type: application/json)"
+        )
     if request.query and request.has_body:
         body = await request.json("query-body-mismatch")
         if not isinstance(body, dict):
             return
         for key, values in request.query.items():
             if key in body and values != _as_query_values(body[key]):
-                raise Refusal("query-body-mismatch", f"The query parameter {key!r} and the body's {key!r} differ")
+                raise Refusal(
+                    "query-body-mismatch", f"The query parameter {key!r} and the body's {key!r} differ"
+                )
 
 
 def _as_query_values(value) -> list[str] | None:
@@ -186,7 +199,9 @@ def _as_query_values(value) -> list[str] | None:
         return [str(value).lower()]
     if isinstance(value, (str, int, float)):
         return [str(value)]
-    if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+    if isinstance(value, list) and all(
+        isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value
+    ):
         return [str(v) for v in value]
     return None
 
@@ -206,7 +221,7 @@ async def canonical_artifact_paths(request: Request) -> None:
     rule = "artifact-path"
     if match := ARTIFACT_PROXY.match(request.path):
         raw = request.raw_path.removeprefix(match.group(0))
-        artifact_path = request.path[len(match.group(0)):]
+        artifact_path = request.path[len(match.group(0)) :]
         if ENCODED_SEPARATORS.search(raw):
             raise Refusal(rule, "Encoded '.', '/', '\\' or '%' in an artifact path")
         if request.method == "DELETE" and artifact_path.endswith("/"):
@@ -259,12 +274,16 @@ async def no_directory_downloads(request: Request) -> None:
         except MlflowException:
             return
     try:
-        path = mlflow_routes._get_workspace_scoped_path(validate_path_is_safe(request.path[len(match.group(0)):]))
+        path = mlflow_routes._get_workspace_scoped_path(
+            validate_path_is_safe(request.path[len(match.group(0)) :])
+        )
         entries = await anyio.to_thread.run_sync(mlflow_routes._get_artifact_repo().list_artifacts, path)
     except Exception:  # noqa: BLE001 - MLflow's route says what is wrong with it
         return
     if entries:
-        raise Refusal("directory-download", "This artifact path is a directory: download its files one by one")
+        raise Refusal(
+            "directory-download", "This artifact path is a directory: download its files one by one"
+        )
 
 
 async def no_trace_takeover(request: Request) -> None:
@@ -278,7 +297,6 @@ async def no_trace_takeover(request: Request) -> None:
     if not isinstance(body, dict):
         return
     from google.protobuf.json_format import ParseError
-
     from mlflow.protos.service_pb2 import StartTraceV3
     from mlflow.utils.proto_json_utils import parse_dict
 
@@ -312,8 +330,11 @@ async def no_location_trace_tags(request: Request) -> None:
 def _names_location_tag(value) -> bool:
     """A location tag as a map key ({"tags": {key: value}}) or a key field ({"key": key})."""
     if isinstance(value, dict):
-        return (value.get("key") in LOCATION_TAGS or any(k in LOCATION_TAGS for k in value)
-                or any(_names_location_tag(v) for v in value.values()))
+        return (
+            value.get("key") in LOCATION_TAGS
+            or any(k in LOCATION_TAGS for k in value)
+            or any(_names_location_tag(v) for v in value.values())
+        )
     if isinstance(value, list):
         return any(_names_location_tag(v) for v in value)
     return False
@@ -345,11 +366,10 @@ def _otlp_trace_ids(body: bytes, media_type: str, encoding: str) -> set[str]:
     """The MLflow trace ids of an OTLP batch, decoded as MLflow's /v1/traces route decodes it;
     nothing when it cannot be decoded (MLflow's route refuses it then)."""
     from google.protobuf.json_format import Parse
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
     from mlflow.entities.span import Span
     from mlflow.server import otel_api
     from mlflow.tracing.utils.otlp import decompress_otlp_body
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     parsed = ExportTraceServiceRequest()
     try:
@@ -359,10 +379,12 @@ def _otlp_trace_ids(body: bytes, media_type: str, encoding: str) -> set[str]:
             Parse(otel_api._convert_otlp_json_ids_to_base64(body), parsed, ignore_unknown_fields=True)
         else:
             parsed.ParseFromString(body)
-        return {Span.from_otel_proto(span, resource=resource_spans.resource).trace_id
-                for resource_spans in parsed.resource_spans
-                for scope_spans in resource_spans.scope_spans
-                for span in scope_spans.spans}
+        return {
+            Span.from_otel_proto(span, resource=resource_spans.resource).trace_id
+            for resource_spans in parsed.resource_spans
+            for scope_spans in resource_spans.scope_spans
+            for span in scope_spans.spans
+        }
     except Exception:  # noqa: BLE001 - MLflow's route refuses it, with its own message
         return set()
 
@@ -375,7 +397,9 @@ async def graphql_needs_a_json_body(request: Request) -> None:
         return
     body = await request.json("graphql") if request.is_json else None
     if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-        raise Refusal("graphql", "GraphQL takes a JSON body with a query (POST, Content-Type: application/json)")
+        raise Refusal(
+            "graphql", "GraphQL takes a JSON body with a query (POST, Content-Type: application/json)"
+        )
 
 
 RULES = [
@@ -405,19 +429,24 @@ def _trace_experiment(trace_id: str) -> str | None:
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
-        _logger.warning("workbench guard: MLflow's store could not look up trace %r (%s); asking the "
-                        "database", trace_id, exc.error_code)
+        _logger.warning(
+            "workbench guard: MLflow's store could not look up trace %r (%s); asking the database",
+            trace_id,
+            exc.error_code,
+        )
     except Exception:
-        _logger.warning("workbench guard: MLflow's store could not look up a trace; asking the database",
-                        exc_info=True)
+        _logger.warning(
+            "workbench guard: MLflow's store could not look up a trace; asking the database", exc_info=True
+        )
     else:
         location = info.trace_location.mlflow_experiment
         return location.experiment_id if location else ""
     import sqlalchemy
 
     with _engine().connect() as conn:
-        row = conn.execute(sqlalchemy.text("SELECT experiment_id FROM trace_info WHERE request_id = :id"),
-                           {"id": trace_id}).first()
+        row = conn.execute(
+            sqlalchemy.text("SELECT experiment_id FROM trace_info WHERE request_id = :id"), {"id": trace_id}
+        ).first()
     return None if row is None else str(row[0])
 
 
@@ -439,7 +468,9 @@ def _engine():
     if _ENGINE is None:
         import sqlalchemy
 
-        _ENGINE = sqlalchemy.create_engine(os.environ["MLFLOW_BACKEND_STORE_URI"], pool_size=1, max_overflow=1)
+        _ENGINE = sqlalchemy.create_engine(
+            os.environ["MLFLOW_BACKEND_STORE_URI"], pool_size=1, max_overflow=1
+        )
     return _ENGINE
 
 
@@ -455,7 +486,9 @@ class RequestGuard:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import Counter
 
-            self._refusals = Counter("workbench_guard_refusals", "Requests the request guard refused", ["rule"])
+            self._refusals = Counter(
+                "workbench_guard_refusals", "Requests the request guard refused", ["rule"]
+            )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -470,23 +503,35 @@ class RequestGuard:
 
     async def _refuse(self, request: Request, refusal: Refusal, send) -> None:
         user = getattr(request, "username", None) or await anyio.to_thread.run_sync(_username, request.scope)
-        _logger.warning("workbench guard: refused rule=%s user=%s %s %r", refusal.rule, user, request.method,
-                        request.raw_path)
+        _logger.warning(
+            "workbench guard: refused rule=%s user=%s %s %r",
+            refusal.rule,
+            user,
+            request.method,
+            request.raw_path,
+        )
         if self._refusals is not None:
             self._refusals.labels(rule=refusal.rule).inc()
         body = json.dumps({"error_code": refusal.error_code, "message": refusal.message}).encode()
-        await send({"type": "http.response.start", "status": refusal.status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"x-content-type-options", b"nosniff")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": refusal.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
 def _username(scope) -> str:
     """Who sent a refused request, as MLflow authenticates it (cached); '-' when nobody."""
     try:
-        from starlette.requests import Request as StarletteRequest
-
         from mlflow.server.auth import _authenticate_fastapi_request
+        from starlette.requests import Request as StarletteRequest
 
         user = _authenticate_fastapi_request(StarletteRequest(scope))
     except Exception:  # noqa: BLE001 - only for the log line

@@ -122,12 +122,20 @@ MLFLOW_NAMES = {
     "upload_artifact": ("mlflow.server.artifact_router", "upload_artifact", ("artifact_path", "request")),
     "download_artifact": ("mlflow.server.artifact_router", "download_artifact", ("artifact_path",)),
     "serving_proxied_artifacts": ("mlflow.server.artifact_router", "_is_serving_proxied_artifacts", ()),
-    "workspace_scoped_path": ("mlflow.server.artifact_router", "_get_workspace_scoped_path", ("artifact_path",)),
+    "workspace_scoped_path": (
+        "mlflow.server.artifact_router",
+        "_get_workspace_scoped_path",
+        ("artifact_path",),
+    ),
     "artifact_repo": ("mlflow.server.artifact_router", "_get_artifact_repo", ()),
     "content_disposition": ("mlflow.server.artifact_router", "_content_disposition", ("filename",)),
     "guess_mime_type": ("mlflow.utils.mime_type_utils", "_guess_mime_type", ("file_path",)),
     "validate_path_is_safe": ("mlflow.utils.uri", "validate_path_is_safe", ("path",)),
-    "validate_metric": ("mlflow.utils.validation", "_validate_metric", ("key", "value", "timestamp", "step", "path")),
+    "validate_metric": (
+        "mlflow.utils.validation",
+        "_validate_metric",
+        ("key", "value", "timestamp", "step", "path"),
+    ),
     "validate_run_id": ("mlflow.utils.validation", "_validate_run_id", ("run_id", "path")),
     "MlflowException": ("mlflow.exceptions", "MlflowException", None),
 }
@@ -136,8 +144,17 @@ MLFLOW_NAMES = {
 # workspaces, not a gateway path, and the authorization is done by MLflow's own checks here), so
 # they are left out; these classes run around the fast paths' answers. Anything else in the list
 # turns the fast paths off: it might do something for these calls.
-SKIPPED_MIDDLEWARES = {"fastapi_permission_middleware", "gateway_timing_middleware", "workspace_context_middleware"}
-KEPT_MIDDLEWARES = {"SecurityHeadersMiddleware", "CORSBlockingMiddleware", "CORSMiddleware", "HostValidationMiddleware"}
+SKIPPED_MIDDLEWARES = {
+    "fastapi_permission_middleware",
+    "gateway_timing_middleware",
+    "workspace_context_middleware",
+}
+KEPT_MIDDLEWARES = {
+    "SecurityHeadersMiddleware",
+    "CORSBlockingMiddleware",
+    "CORSMiddleware",
+    "HostValidationMiddleware",
+}
 # The schema revisions of the image's MLflow, recorded at build (mlflow-server/Dockerfile): the
 # fast metric path writes MLflow's tables itself.
 SCHEMA_HEADS = os.environ.get("WORKBENCH_SCHEMA_HEADS", "/opt/mlflow-server/schema-heads.json")
@@ -195,7 +212,9 @@ def _schema_is_current() -> None:
             head = json.load(file)["tracking"]
     except (OSError, ValueError, KeyError) as exc:
         raise _Off(f"no schema head recorded at build ({SCHEMA_HEADS}: {exc.__class__.__name__})") from None
-    engine = sqlalchemy.create_engine(os.environ["MLFLOW_BACKEND_STORE_URI"], poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(
+        os.environ["MLFLOW_BACKEND_STORE_URI"], poolclass=sqlalchemy.pool.NullPool
+    )
     try:
         with engine.connect() as connection:
             revision = connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
@@ -217,7 +236,9 @@ def _why_fast_paths_are_off(app) -> tuple[str | None, list]:
             raise _Off("WORKBENCH_FAST_PATHS=false")
         names = _resolve_mlflow_names()
         if mlflow.__version__ != VERIFIED_MLFLOW_VERSION:
-            raise _Off(f"MLflow {mlflow.__version__} is not the version they were verified with ({VERIFIED_MLFLOW_VERSION})")
+            raise _Off(
+                f"MLflow {mlflow.__version__} is not the version they were verified with ({VERIFIED_MLFLOW_VERSION})"
+            )
         if (
             names.auth_config.authorization_function != names.default_authorization
             or names.enable_workspaces.get()
@@ -247,8 +268,12 @@ def create_app():
     if not hasattr(app, "router"):  # not under uvicorn: MLflow's Flask app, as it is
         return app
     reason, kept = _why_fast_paths_are_off(app)
-    status = {"fast_paths": "off" if reason else "on", "reason": reason,
-              "mlflow_version": mlflow.__version__, "verified_mlflow_version": VERIFIED_MLFLOW_VERSION}
+    status = {
+        "fast_paths": "off" if reason else "on",
+        "reason": reason,
+        "mlflow_version": mlflow.__version__,
+        "verified_mlflow_version": VERIFIED_MLFLOW_VERSION,
+    }
     _add_status_route(app, status)
     _FastPathGauge().set(reason is None)
     if reason:
@@ -281,8 +306,11 @@ class _FastPathGauge:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import Gauge
 
-            self._gauge = Gauge("workbench_fast_paths_enabled", "Whether the fast paths are on (0: MLflow answers all)",
-                                multiprocess_mode="livemin")
+            self._gauge = Gauge(
+                "workbench_fast_paths_enabled",
+                "Whether the fast paths are on (0: MLflow answers all)",
+                multiprocess_mode="livemin",
+            )
 
     def set(self, on: bool) -> None:
         if self._gauge is not None:
@@ -374,7 +402,7 @@ class FastPaths:
             self._metrics.handed_on(call)
             return await self._hand_on(scope, None)
         prefix = next(p for p in self.ARTIFACT_PREFIXES if scope["path"].startswith(p))
-        artifact_path = scope["path"][len(prefix):]
+        artifact_path = scope["path"][len(prefix) :]
         try:
             if call == "artifact-upload":
                 response = await mlflow_api.upload_artifact(artifact_path, request)
@@ -437,8 +465,11 @@ class FastPaths:
         Flask request context built from this request. Any refusal goes on to MLflow to answer."""
         from starlette.requests import Request
 
-        headers = {name: value for name, value in Request(scope).headers.items()
-                   if name not in ("content-length", "host")}
+        headers = {
+            name: value
+            for name, value in Request(scope).headers.items()
+            if name not in ("content-length", "host")
+        }
         with self.flask_app.test_request_context(scope["path"], method="POST", data=body, headers=headers):
             try:
                 refused = mlflow_api.before_request()
@@ -603,11 +634,13 @@ def _replay(body: bytes, complete: bool, receive):
 
 async def _send_empty_json(send) -> None:
     # MLflow answers both calls with an empty JSON object (LogMetric.Response, LogBatch.Response).
-    await send({
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
+        }
+    )
     await send({"type": "http.response.body", "body": b"{}"})
 
 
@@ -651,8 +684,10 @@ class _RequestMetrics:
 def _add_streamed_downloads(app) -> None:
     from fastapi.routing import APIRoute
 
-    for path in ("/api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
-                 "/ajax-api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}"):
+    for path in (
+        "/api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
+        "/ajax-api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
+    ):
         # Ahead of MLflow's own routes for these paths (which come first among the app's routes).
         app.router.routes.insert(0, APIRoute(path, download_artifact, methods=["GET"]))
 
@@ -676,9 +711,12 @@ async def download_artifact(artifact_path: str):
         return await mlflow_api.download_artifact(artifact_path)
     size, chunks = stream
     filename = posixpath.basename(path)
-    return StreamingResponse(chunks, headers={
-        "Content-Length": str(size),
-        "Content-Type": mlflow_api.guess_mime_type(filename),
-        "Content-Disposition": mlflow_api.content_disposition(filename),
-        "X-Content-Type-Options": "nosniff",
-    })
+    return StreamingResponse(
+        chunks,
+        headers={
+            "Content-Length": str(size),
+            "Content-Type": mlflow_api.guess_mime_type(filename),
+            "Content-Disposition": mlflow_api.content_disposition(filename),
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

@@ -56,8 +56,14 @@ def test_interrupted_bench_leaves_nothing_in_the_users_workbench_and_removes_its
     log = tmp_path / "bench.log"
     with log.open("w") as output:
         # A session of its own: Ctrl-C in a terminal signals the whole foreground process group.
-        bench = subprocess.Popen([str(REPO / "bench" / "run.sh")], cwd=REPO, env=env, stdout=output,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        bench = subprocess.Popen(
+            [str(REPO / "bench" / "run.sh")],
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def benchmark_experiments() -> set[str] | str:
         if bench.poll() is not None:
@@ -65,8 +71,12 @@ def test_interrupted_bench_leaves_nothing_in_the_users_workbench_and_removes_its
         return {name for name in experiment_names(bench_stack) if name.startswith("bench-")}
 
     try:
-        created = wait_until(benchmark_experiments, timeout=600, interval=2,
-                             what="bench.py's first experiment in the bench's own stack")
+        created = wait_until(
+            benchmark_experiments,
+            timeout=600,
+            interval=2,
+            what="bench.py's first experiment in the bench's own stack",
+        )
         assert isinstance(created, set), f"bench/run.sh ended early:\n{log.read_text()[-4000:]}"
         assert not created & before
         os.killpg(bench.pid, signal.SIGINT)
@@ -78,5 +88,6 @@ def test_interrupted_bench_leaves_nothing_in_the_users_workbench_and_removes_its
     assert "removing the bench's stack" in log.read_text()
     assert leftovers(bench_stack.project) == NOTHING, log.read_text()[-4000:]
     assert experiment_names(stack) == before
-    assert stack.compose("ps", "-q", "--status", "running", "mlflow-server").stdout.strip(), \
+    assert stack.compose("ps", "-q", "--status", "running", "mlflow-server").stdout.strip(), (
         "the user's workbench keeps running"
+    )

@@ -23,6 +23,7 @@ import pytest
 from utils.serving import model_images_removed_afterwards
 from utils.stack import REPO, image_present
 
+
 def load_report():
     spec = importlib.util.spec_from_file_location("bench_report", REPO / "bench" / "report.py")
     module = importlib.util.module_from_spec(spec)
@@ -31,27 +32,62 @@ def load_report():
 
 
 def bench_containers(project: str) -> list[str]:
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=org.workbench.project=" + project,
-                          "--filter", "label=org.workbench.bench.serving=true"],
-                         capture_output=True, text=True, check=True).stdout.split()
-    served = subprocess.run(["docker", "ps", "-aq", "--filter", "label=org.workbench.project=" + project,
-                             "--filter", "label=org.workbench.serving=true"],
-                            capture_output=True, text=True, check=True).stdout.split()
+    ids = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            "label=org.workbench.project=" + project,
+            "--filter",
+            "label=org.workbench.bench.serving=true",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    served = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            "label=org.workbench.project=" + project,
+            "--filter",
+            "label=org.workbench.serving=true",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return ids + served
 
 
 @pytest.mark.slow
 def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(stack, tmp_path):
     name = f"bench-test-{uuid.uuid4().hex[:8]}"
-    registered = json.loads(stack.exec("jupyter", "python3", "-", name,
-                                       input=(REPO / "bench" / "register-model.py").read_text())
-                            .stdout.strip().splitlines()[-1])
+    registered = json.loads(
+        stack.exec("jupyter", "python3", "-", name, input=(REPO / "bench" / "register-model.py").read_text())
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert registered == {"uri": f"models:/{name}@bench", "version": "1"}
-    env = {**os.environ, "BENCH_SMALL": "1", "BENCH_REPS": "1", "BENCH_MODEL": registered["uri"],
-           "WORKBENCH_COMPOSE": f"docker compose -p {stack.project} --env-file {stack.env_file}"}
+    env = {
+        **os.environ,
+        "BENCH_SMALL": "1",
+        "BENCH_REPS": "1",
+        "BENCH_MODEL": registered["uri"],
+        "WORKBENCH_COMPOSE": f"docker compose -p {stack.project} --env-file {stack.env_file}",
+    }
     with model_images_removed_afterwards(name):
-        result = subprocess.run([str(REPO / "bench" / "serving.sh"), str(tmp_path)], cwd=REPO, env=env,
-                                capture_output=True, text=True, timeout=1800)
+        result = subprocess.run(
+            [str(REPO / "bench" / "serving.sh"), str(tmp_path)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         assert bench_containers(stack.project) == [], "the harness left containers behind"
         assert image_present(f"workbench-model/{name}:1"), "make serve's image is kept for the next run"
@@ -66,14 +102,20 @@ def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(st
         assert 0 < one["p50_ms"] <= one["p99_ms"], server
         assert 0 < eight["p50_ms"] <= eight["p99_ms"] and eight["req_s"] > 0, server
         assert eight["client_cpu_ms"] > 0, server
-    assert all(serving["in_process"][k] > 0 for k in ("pyfunc_predict_ms", "raw_predict_ms", "handler_ms", "app_ms"))
+    assert all(
+        serving["in_process"][k] > 0 for k in ("pyfunc_predict_ms", "raw_predict_ms", "handler_ms", "app_ms")
+    )
 
     report = load_report()
     memory_of = report.serving_memory(tmp_path)
     assert set(memory_of) == servers
     rows = {cells[0]: cells for cells in report.serving_rows(serving, memory_of)}
-    assert set(rows) == {"serving one row, 1 client: p50 / p99 ms", "serving, 8 clients: requests/s",
-                         "serving, 8 clients: p50 / p99 ms", "serving container memory (MiB) / processes"}
+    assert set(rows) == {
+        "serving one row, 1 client: p50 / p99 ms",
+        "serving, 8 clients: requests/s",
+        "serving, 8 clients: p50 / p99 ms",
+        "serving container memory (MiB) / processes",
+    }
     assert "predict +" in rows["serving one row, 1 client: p50 / p99 ms"][3]
     assert rows["serving one row, 1 client: p50 / p99 ms"][5] == "p50 ≤ 2× floor"
     assert rows["serving, 8 clients: requests/s"][5] == "≥ 2× plain"

@@ -28,16 +28,27 @@ from utils.stack import http_session
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is absent: the browser checks drive Debian's chromium package "
-                "(install it as root with .ci/install-browser.sh)", allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} is absent: the browser checks drive Debian's chromium package "
+        "(install it as root with .ci/install-browser.sh)",
+        allow_module_level=True,
+    )
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 # The flags this machine's closed network needs: without the background-networking ones Chromium
 # keeps trying (and failing) to reach Google's hosts. Playwright gives every launch() a new,
 # empty user-data-dir of its own (and removes it at close), so no profile is ever reused.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WAIT_MS = 30_000  # the bound on every single page wait
 VIEWPORT = {"width": 1440, "height": 900}
 ADMIN = {"username": "admin", "password": HOSTILE_SECRETS["MLFLOW_ADMIN_PASSWORD"]}
@@ -78,11 +89,13 @@ print(json.dumps({{"run_id": run.info.run_id, "experiment_id": run.info.experime
 
 # ---------------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="session")
 def browser() -> Browser:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                             headless=True, timeout=60_000)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=60_000
+        )
         try:
             yield browser
         finally:
@@ -149,6 +162,7 @@ def logged_run(stack) -> dict:
 
 # ---------------------------------------------------------------------------------- MLflow UI
 
+
 def _dismiss_mlflow_extras(page: Page) -> None:
     """MLflow 3 opens its Assistant side panel on first visit; close it whenever it shows.
 
@@ -156,8 +170,8 @@ def _dismiss_mlflow_extras(page: Page) -> None:
     for it to go), so it also catches a panel that opens late, with no polling of our own.
     """
     page.add_locator_handler(
-        page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]'),
-        lambda close: close.click())
+        page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]'), lambda close: close.click()
+    )
 
 
 def test_mlflow_ui_with_a_wrong_password_shows_nothing(stack, browser):
@@ -173,8 +187,7 @@ def test_mlflow_ui_with_a_wrong_password_shows_nothing(stack, browser):
         context.close()
 
 
-def test_mlflow_ui_shows_the_run_its_chart_and_its_artifacts(stack, mlflow_page, logged_run,
-                                                             screenshot):
+def test_mlflow_ui_shows_the_run_its_chart_and_its_artifacts(stack, mlflow_page, logged_run, screenshot):
     page, run_id = mlflow_page, logged_run["run_id"]
     _dismiss_mlflow_extras(page)
     page.goto(stack.url("mlflow-server", 5000) + "/")
@@ -195,8 +208,9 @@ def test_mlflow_ui_shows_the_run_its_chart_and_its_artifacts(stack, mlflow_page,
 
     # The experiment's runs, then the run.
     page.get_by_role("link", name=logged_run["run_name"], exact=True).click()
-    expect(page).to_have_url(f"{page.url.split('#')[0]}#/experiments/{logged_run['experiment_id']}"
-                             f"/runs/{run_id}")
+    expect(page).to_have_url(
+        f"{page.url.split('#')[0]}#/experiments/{logged_run['experiment_id']}/runs/{run_id}"
+    )
     expect(page.get_by_role("heading", name=logged_run["run_name"])).to_be_visible()
     expect(page.get_by_text(run_id, exact=True)).to_be_visible()
     for param, value in [("C", "0.5"), ("max_iter", "300"), ("solver", "lbfgs")]:
@@ -208,7 +222,8 @@ def test_mlflow_ui_shows_the_run_its_chart_and_its_artifacts(stack, mlflow_page,
     for metric in ("loss", "accuracy"):
         # The card: the nearest element around the metric's heading that holds a plotly chart.
         card = page.get_by_role("heading", name=metric, exact=True).locator(
-            "xpath=ancestor::div[.//div[contains(concat(' ', @class, ' '), ' js-plotly-plot ')]][1]")
+            "xpath=ancestor::div[.//div[contains(concat(' ', @class, ' '), ' js-plotly-plot ')]][1]"
+        )
         expect(card.locator(".js-plotly-plot svg.main-svg").first).to_be_visible()
         expect(card.locator(".js-plotly-plot path.js-line").first).to_be_visible()
         expect(card.get_by_text(f"{logged_run['run_name']} ({metric})")).to_be_visible()
@@ -221,8 +236,9 @@ def test_mlflow_ui_shows_the_run_its_chart_and_its_artifacts(stack, mlflow_page,
     page.get_by_text("loss.png", exact=True).click()
     image = page.get_by_role("img", name="plots/loss.png")
     expect(image).to_be_visible()
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
-                           timeout=WAIT_MS)
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=WAIT_MS
+    )
     assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [500, 350]
     screenshot(page, "mlflow-artifact-image")
 
@@ -237,8 +253,7 @@ def test_mlflow_ui_shows_the_run_its_chart_and_its_artifacts(stack, mlflow_page,
     expect(page.get_by_text(logged_run["model_id"], exact=True)).to_be_visible()
     page.get_by_role("link", name="Artifacts", exact=True).click()
     page.get_by_text("MLmodel", exact=True).click()
-    for line in ("flavors:", "sklearn_version:", f"model_id: {logged_run['model_id']}",
-                 f"run_id: {run_id}"):
+    for line in ("flavors:", "sklearn_version:", f"model_id: {logged_run['model_id']}", f"run_id: {run_id}"):
         expect(page.get_by_text(line).first).to_be_visible()
     screenshot(page, "mlflow-model-file")
 
@@ -246,14 +261,27 @@ def test_mlflow_ui_shows_the_run_its_chart_and_its_artifacts(stack, mlflow_page,
 # ---------------------------------------------------------------------------------- JupyterLab
 
 NOTEBOOK = {
-    "nbformat": 4, "nbformat_minor": 5,
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                 "language_info": {"name": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    },
     "cells": [
-        {"cell_type": "markdown", "id": "intro", "metadata": {},
-         "source": "A browser check of the workbench: this cell's neighbour must print 42."},
-        {"cell_type": "code", "id": "answer", "metadata": {}, "execution_count": None,
-         "outputs": [], "source": "print(6 * 7)"},
+        {
+            "cell_type": "markdown",
+            "id": "intro",
+            "metadata": {},
+            "source": "A browser check of the workbench: this cell's neighbour must print 42.",
+        },
+        {
+            "cell_type": "code",
+            "id": "answer",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": "print(6 * 7)",
+        },
     ],
 }
 
@@ -269,8 +297,11 @@ def lab_notebook(stack):
     # JupyterLab makes a hidden .ipynb_checkpoints/ (the contents API does not show it) on open.
     checkpoints = f"{LAB_ROOT}/.ipynb_checkpoints"
     had_checkpoints = stack.exec("jupyter", "test", "-d", checkpoints, check=False).returncode == 0
-    created = http.put(f"{url}/api/contents/{quote(path)}", timeout=10,
-                       json={"type": "notebook", "format": "json", "content": NOTEBOOK})
+    created = http.put(
+        f"{url}/api/contents/{quote(path)}",
+        timeout=10,
+        json={"type": "notebook", "format": "json", "content": NOTEBOOK},
+    )
     assert created.status_code == 201, created.text
     try:
         yield {"url": url, "path": path, "workspace": name}
@@ -308,8 +339,9 @@ def test_jupyterlab_opens_a_notebook_and_runs_a_cell(lab_page, lab_notebook, scr
     panel = page.locator(".jp-NotebookPanel")
     tab = page.get_by_role("tab", name=path)
     expect(tab).to_be_visible()
-    expect(panel.locator(".jp-MarkdownOutput").get_by_text("this cell's neighbour must print 42")
-           ).to_be_visible()  # the markdown cell, rendered
+    expect(
+        panel.locator(".jp-MarkdownOutput").get_by_text("this cell's neighbour must print 42")
+    ).to_be_visible()  # the markdown cell, rendered
 
     # Run the code cell with Shift+Enter, as a user does, once the kernel has started (a cell
     # run while the kernel is still connecting can be dropped on a slow machine).

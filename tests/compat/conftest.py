@@ -29,7 +29,8 @@ def run_snippet(stack: Stack, code: str, timeout: float = 900, **names: str) -> 
         code = code.replace(placeholder, value)
     result = stack.exec("jupyter", "python3", "-", input=code, check=False, timeout=timeout)
     assert result.returncode == 0, (
-        f"the documented snippet failed in the jupyter container:\n{result.stderr[-6000:]}")
+        f"the documented snippet failed in the jupyter container:\n{result.stderr[-6000:]}"
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith(MARKER)]
     assert lines, f"the snippet printed no {MARKER.strip()} line:\n{result.stdout[-3000:]}"
     return json.loads(lines[-1].removeprefix(MARKER))

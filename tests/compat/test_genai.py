@@ -11,7 +11,9 @@ from utils.mlflow_rest import tags
 def test_tracing_decorator_spans_and_search_traces(stack, experiment):
     # https://mlflow.org/docs/latest/genai/tracing/app-instrumentation/manual-tracing/
     # https://mlflow.org/docs/latest/genai/tracing/search-traces/
-    result = run_snippet(stack, """
+    result = run_snippet(
+        stack,
+        """
         import json
 
         import mlflow
@@ -43,12 +45,15 @@ def test_tracing_decorator_spans_and_search_traces(stack, experiment):
             "spans": sorted(s.name for s in trace.data.spans),
             "outputs": trace.data.spans[0].outputs if trace.data.spans[0].name == "my_span" else None,
             "found": traces["trace_id"].tolist()}))
-    """, EXPERIMENT=experiment)
+    """,
+        EXPERIMENT=experiment,
+    )
     trace_id = result["trace_id"]
     assert result["spans"] == ["add_one", "my_func", "my_span"]
     assert result["found"] == [trace_id]
     assert stack.psql(f"SELECT experiment_id, status FROM trace_info WHERE request_id = '{trace_id}'") == [
-        [result["experiment_id"], "OK"]]
+        [result["experiment_id"], "OK"]
+    ]
     names = stack.psql(f"SELECT name FROM spans WHERE trace_id = '{trace_id}' ORDER BY name")
     assert [n[0] for n in names] == ["add_one", "my_func", "my_span"]
 
@@ -56,7 +61,9 @@ def test_tracing_decorator_spans_and_search_traces(stack, experiment):
 def test_logged_model_links_traces_and_is_searchable(stack, experiment):
     # https://mlflow.org/docs/latest/genai/version-tracking/ (set_active_model)
     # https://mlflow.org/docs/latest/ml/model/ (LoggedModel, mlflow.search_logged_models)
-    result = run_snippet(stack, """
+    result = run_snippet(
+        stack,
+        """
         import json
 
         import mlflow
@@ -79,18 +86,24 @@ def test_logged_model_links_traces_and_is_searchable(stack, experiment):
         print("COMPAT", json.dumps({
             "experiment_id": experiment.experiment_id, "model_id": active_model.model_id,
             "found": [m.model_id for m in models], "traces": len(traces)}))
-    """, EXPERIMENT=experiment)
+    """,
+        EXPERIMENT=experiment,
+    )
     assert result["found"] == [result["model_id"]]
     assert result["traces"] == 2
-    linked = stack.psql("SELECT count(*) FROM trace_request_metadata "
-                        f"WHERE key = 'mlflow.modelId' AND value = '{result['model_id']}'")
+    linked = stack.psql(
+        "SELECT count(*) FROM trace_request_metadata "
+        f"WHERE key = 'mlflow.modelId' AND value = '{result['model_id']}'"
+    )
     assert linked == [["2"]]
 
 
 def test_genai_evaluate_with_code_based_scorers(stack, api, experiment):
     # https://mlflow.org/docs/latest/genai/eval-monitor/scorers/custom/ (code-based scorers)
     # https://mlflow.org/docs/latest/genai/eval-monitor/quickstart/ (mlflow.genai.evaluate)
-    result = run_snippet(stack, """
+    result = run_snippet(
+        stack,
+        """
         import json
 
         import mlflow
@@ -125,7 +138,9 @@ def test_genai_evaluate_with_code_based_scorers(stack, api, experiment):
         results = mlflow.genai.evaluate(data=eval_dataset, predict_fn=predict_fn,
                                         scorers=[exact_match, is_short])
         print("COMPAT", json.dumps({"run_id": results.run_id, "metrics": results.metrics}))
-    """, EXPERIMENT=experiment)
+    """,
+        EXPERIMENT=experiment,
+    )
     assert result["metrics"]["exact_match/mean"] == 0.5
     assert result["metrics"]["is_short/mean"] == 1.0
     run = next(r for r in api.runs(experiment) if r["info"]["run_id"] == result["run_id"])
@@ -134,14 +149,17 @@ def test_genai_evaluate_with_code_based_scorers(stack, api, experiment):
     # One trace per row, with the scorers' assessments on it.
     assessed = stack.psql(
         "SELECT count(DISTINCT a.trace_id) FROM assessments a JOIN trace_info t ON t.request_id = a.trace_id "
-        f"WHERE t.experiment_id = {int(run['info']['experiment_id'])} AND a.name = 'exact_match'")
+        f"WHERE t.experiment_id = {int(run['info']['experiment_id'])} AND a.name = 'exact_match'"
+    )
     assert assessed == [["2"]]
 
 
 def test_prompt_registry_register_alias_load_and_format(stack, api, unique_name):
     # https://mlflow.org/docs/latest/genai/prompt-registry/ (create, alias, load, format)
     name = f"summarization-prompt-{unique_name[-8:]}"
-    result = run_snippet(stack, """
+    result = run_snippet(
+        stack,
+        """
         import json
 
         import mlflow
@@ -171,7 +189,9 @@ def test_prompt_registry_register_alias_load_and_format(stack, api, unique_name)
             "versions": [prompt.version, second.version],
             "production": production.format(num_sentences=1, sentences="MLflow is great."),
             "latest": latest.format(num_sentences=2, sentences="x")}))
-    """, PROMPT_NAME=name)
+    """,
+        PROMPT_NAME=name,
+    )
     assert result["versions"] == [1, 2]
     assert result["production"].startswith("Summarize content you are provided with in 1 sentences.")
     assert "Sentences: MLflow is great." in result["production"]

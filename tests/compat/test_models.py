@@ -55,12 +55,15 @@ SAMPLE, NATIVE = X, loaded_model.predict(X.head(5))
 SNIPPETS = {
     # The issue's own reproduction: a forest, no input example.
     "sklearn-random-forest": SKLEARN.format(estimator="RandomForestClassifier", example=""),
-    "sklearn-extra-trees": SKLEARN.format(estimator="ExtraTreesClassifier",
-                                          example=", input_example=X.head(3)"),
-    "sklearn-gradient-boosting": SKLEARN.format(estimator="GradientBoostingClassifier",
-                                                example=", input_example=X.head(3)"),
-    "sklearn-hist-gradient-boosting": SKLEARN.format(estimator="HistGradientBoostingClassifier",
-                                                     example=", input_example=X.head(3)"),
+    "sklearn-extra-trees": SKLEARN.format(
+        estimator="ExtraTreesClassifier", example=", input_example=X.head(3)"
+    ),
+    "sklearn-gradient-boosting": SKLEARN.format(
+        estimator="GradientBoostingClassifier", example=", input_example=X.head(3)"
+    ),
+    "sklearn-hist-gradient-boosting": SKLEARN.format(
+        estimator="HistGradientBoostingClassifier", example=", input_example=X.head(3)"
+    ),
     # https://mlflow.org/docs/latest/ml/traditional-ml/sklearn/ (a tree, with a signature)
     "sklearn-decision-tree": """
         import mlflow
@@ -226,8 +229,9 @@ def logged_models(stack):
     def get(kind: str) -> dict:
         if kind not in logged:
             code = textwrap.dedent(SNIPPETS[kind]) + REPORT
-            logged[kind] = run_snippet(stack, code, EXPERIMENT=f"compat-models-{suffix}",
-                                       REGISTERED=f"compat-{kind}-{suffix}")
+            logged[kind] = run_snippet(
+                stack, code, EXPERIMENT=f"compat-models-{suffix}", REGISTERED=f"compat-{kind}-{suffix}"
+            )
         return logged[kind]
 
     return get
@@ -264,7 +268,9 @@ def test_every_model_form_loads_by_each_uri(stack, logged_models, kind):
     model = logged_models(kind)
     name, version = model["registered"], model["version"]
     # https://mlflow.org/docs/latest/ml/model-registry/workflow/ (aliases, stages, loading)
-    out = run_snippet(stack, """
+    out = run_snippet(
+        stack,
+        """
         import json
 
         import mlflow
@@ -280,8 +286,13 @@ def test_every_model_form_loads_by_each_uri(stack, logged_models, kind):
                 "models:/NAME/latest", "models:/MODEL_ID", "runs:/RUN_ID/model"]
         predictions = {uri: np.asarray(mlflow.pyfunc.load_model(uri).predict(sample)).tolist() for uri in uris}
         print("COMPAT", json.dumps(predictions))
-    """, NAME=name, VERSION=version, MODEL_ID=model["model_id"], RUN_ID=model["run_id"],
-        SAMPLE=json.dumps({k: model["sample"][k] for k in ("columns", "data")}))
+    """,
+        NAME=name,
+        VERSION=version,
+        MODEL_ID=model["model_id"],
+        RUN_ID=model["run_id"],
+        SAMPLE=json.dumps({k: model["sample"][k] for k in ("columns", "data")}),
+    )
     expected = model["pyfunc"]
     for uri, predictions in out.items():
         assert _flat(predictions) == _flat(expected), uri
@@ -305,8 +316,15 @@ def model_images(logged_models):
 # One of each flavor and each way it is saved (skops, pickle from autologging, xgboost's own
 # format from the native and the autologged API, a pickled PythonModel, a model from code): the
 # other kinds are the same flavor saved the same way, and each image costs a build and a start.
-SERVED = ["sklearn-random-forest", "sklearn-linear", "autolog-sklearn", "xgboost-native",
-          "autolog-xgboost", "pyfunc-custom", "model-from-code"]
+SERVED = [
+    "sklearn-random-forest",
+    "sklearn-linear",
+    "autolog-sklearn",
+    "xgboost-native",
+    "autolog-xgboost",
+    "pyfunc-custom",
+    "model-from-code",
+]
 
 
 @pytest.mark.parametrize("kind", SERVED)
@@ -319,7 +337,9 @@ def test_every_logged_model_is_served_by_make_serve(stack, logged_models, model_
     port = free_port()
     try:
         served = serve(stack, "serve", MODEL=uri, PORT=str(port))
-        assert served.returncode == 0, f"make serve {uri} failed\n{served.stdout[-6000:]}\n{served.stderr[-3000:]}"
+        assert served.returncode == 0, (
+            f"make serve {uri} failed\n{served.stdout[-6000:]}\n{served.stderr[-3000:]}"
+        )
         payload = {"dataframe_split": {k: model["sample"][k] for k in ("columns", "data")}}
         response = http_session().post(f"http://127.0.0.1:{port}/invocations", json=payload, timeout=60)
         assert response.status_code == 200, response.text
@@ -333,15 +353,29 @@ def test_mlflow_models_predict_from_the_cli(stack, logged_models):
     model = logged_models("sklearn-linear")
     sample = json.dumps({"dataframe_split": {k: model["sample"][k] for k in ("columns", "data")}})
     stack.exec("jupyter", "sh", "-c", "cat > /tmp/compat-input.json", input=sample)
-    result = stack.exec("jupyter", "mlflow", "models", "predict", "-m", model["model_uri"],
-                        "-i", "/tmp/compat-input.json", "-t", "json", "--env-manager", "local")
+    result = stack.exec(
+        "jupyter",
+        "mlflow",
+        "models",
+        "predict",
+        "-m",
+        model["model_uri"],
+        "-i",
+        "/tmp/compat-input.json",
+        "-t",
+        "json",
+        "--env-manager",
+        "local",
+    )
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert _flat(answer["predictions"]) == _flat(model["pyfunc"])
 
 
 def test_mlflow_models_evaluate_a_classifier(stack, api, experiment):
     # https://mlflow.org/docs/latest/ml/evaluation/model-eval/ (mlflow.models.evaluate, classifier)
-    result = run_snippet(stack, """
+    result = run_snippet(
+        stack,
+        """
         import json
 
         import mlflow
@@ -363,7 +397,9 @@ def test_mlflow_models_evaluate_a_classifier(stack, api, experiment):
                 evaluators=["default"])
         print("COMPAT", json.dumps({"run_id": run.info.run_id, "metrics": result.metrics,
                                     "artifacts": sorted(result.artifacts)}, default=float))
-    """, EXPERIMENT=experiment)
+    """,
+        EXPERIMENT=experiment,
+    )
     assert 0.9 < result["metrics"]["accuracy_score"] <= 1.0
     assert {"f1_score", "roc_auc", "log_loss"} <= set(result["metrics"])
     files = set(api.artifacts(result["run_id"]))
@@ -396,18 +432,55 @@ def test_spark_udf_in_the_scoring_image(stack, logged_models, admin_auth):
     model = logged_models("sklearn-random-forest")
     image = "workbench/scoring:local"
     # Built as make score builds it: scoring/ with the shared tools/model_tools.py.
-    context = subprocess.run([str(REPO / "tools" / "image-context.sh"), "scoring"], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["docker", "build", "-q", "-t", image, "--build-arg", "WORKBENCH_BASE=workbench/base:local",
-                    "--build-arg", f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}", "-"],
-                   input=context, check=True, capture_output=True, timeout=3600)
+    context = subprocess.run(
+        [str(REPO / "tools" / "image-context.sh"), "scoring"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(
+        [
+            "docker",
+            "build",
+            "-q",
+            "-t",
+            image,
+            "--build-arg",
+            "WORKBENCH_BASE=workbench/base:local",
+            "--build-arg",
+            f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}",
+            "-",
+        ],
+        input=context,
+        check=True,
+        capture_output=True,
+        timeout=3600,
+    )
     code = SPARK_UDF.replace("MODEL_URI", repr(f"models:/{model['registered']}/{model['version']}")).replace(
-        "SAMPLE", repr({k: model["sample"][k] for k in ("columns", "data")}))
+        "SAMPLE", repr({k: model["sample"][k] for k in ("columns", "data")})
+    )
     result = subprocess.run(
-        ["docker", "run", "--rm", "-i", "--network", f"{stack.project}_frontend",
-         "-e", "MLFLOW_TRACKING_URI=http://mlflow-server:5000", "-e", "MLFLOW_TRACKING_USERNAME=admin",
-         "--tmpfs", "/tmp:rw,exec", "--entrypoint", "python3", image, "-c", code],
-        input=admin_auth[1] + "\n", capture_output=True, text=True, timeout=900)
+        [
+            "docker",
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            f"{stack.project}_frontend",
+            "-e",
+            "MLFLOW_TRACKING_URI=http://mlflow-server:5000",
+            "-e",
+            "MLFLOW_TRACKING_USERNAME=admin",
+            "--tmpfs",
+            "/tmp:rw,exec",
+            "--entrypoint",
+            "python3",
+            image,
+            "-c",
+            code,
+        ],
+        input=admin_auth[1] + "\n",
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     line = next(out for out in result.stdout.splitlines() if out.startswith("COMPAT "))
     assert _flat(json.loads(line.removeprefix("COMPAT "))) == _flat(model["pyfunc"])

@@ -10,7 +10,9 @@ from utils.mlflow_rest import metrics, params, tags
 def test_params_metrics_steps_tags_nested_runs_and_search_runs(stack, api, experiment):
     # https://mlflow.org/docs/latest/ml/tracking/tracking-api/ (logging functions, nested runs)
     # https://mlflow.org/docs/latest/ml/search/search-runs/ (mlflow.search_runs -> pandas)
-    result = run_snippet(stack, """
+    result = run_snippet(
+        stack,
+        """
         import json
         import mlflow
 
@@ -37,7 +39,9 @@ def test_params_metrics_steps_tags_nested_runs_and_search_runs(stack, api, exper
             "experiment_id": parent_run.info.experiment_id, "type": type(runs).__name__,
             "found": runs["run_id"].tolist(), "columns": sorted(runs.columns),
             "ordered": everything["run_id"].tolist()}))
-    """, EXPERIMENT=experiment)
+    """,
+        EXPERIMENT=experiment,
+    )
     parent, child = result["parent"], result["child"]
     assert result["type"] == "DataFrame"
     assert result["found"] == [child]
@@ -45,7 +49,10 @@ def test_params_metrics_steps_tags_nested_runs_and_search_runs(stack, api, exper
     assert {"params.child_param", "metrics.accuracy", "tags.mlflow.runName"} <= set(result["columns"])
     # The rows in Postgres, the history through the API.
     assert stack.psql(f"SELECT key, value FROM params WHERE run_uuid = '{parent}' ORDER BY key") == [
-        ["batch_size", "32"], ["epochs", "5"], ["learning_rate", "0.01"]]
+        ["batch_size", "32"],
+        ["epochs", "5"],
+        ["learning_rate", "0.01"],
+    ]
     assert stack.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{parent}' AND key = 'loss'") == [["5"]]
     assert api.metric_history(parent, "loss") == [(step, 1.0 / (step + 1)) for step in range(5)]
     runs = {r["info"]["run_id"]: r for r in api.runs(experiment)}
@@ -59,7 +66,9 @@ def test_artifact_logging_functions_and_download_of_a_directory(stack, api, expe
     # https://mlflow.org/docs/latest/api_reference/python_api/mlflow.html: the examples of
     # mlflow.log_figure, log_table, log_dict, log_text, log_image and
     # mlflow.artifacts.download_artifacts
-    result = run_snippet(stack, """
+    result = run_snippet(
+        stack,
+        """
         import hashlib
         import json
         import os
@@ -116,11 +125,22 @@ def test_artifact_logging_functions_and_download_of_a_directory(stack, api, expe
             "table": mlflow.load_table("qabot_eval_results.json", run_ids=[run.info.run_id]).shape,
             "text": mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/dir/file2.txt"),
             "dict": mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/data.json")}))
-    """, EXPERIMENT=experiment)
+    """,
+        EXPERIMENT=experiment,
+    )
     run_id = result["run_id"]
-    expected = {"features.txt", "reports/summary.csv", "reports/nested/blob.bin", "figure.png",
-                "qabot_eval_results.json", "data.json", "data.yml", "file1.txt", "dir/file2.txt",
-                "image.png"}
+    expected = {
+        "features.txt",
+        "reports/summary.csv",
+        "reports/nested/blob.bin",
+        "figure.png",
+        "qabot_eval_results.json",
+        "data.json",
+        "data.yml",
+        "file1.txt",
+        "dir/file2.txt",
+        "image.png",
+    }
     assert expected <= set(api.artifacts(run_id))
     assert expected <= ftp_files(stack, result["experiment_id"], run_id)
     blob = f"/srv/ftp/artifacts/{result['experiment_id']}/{run_id}/artifacts/reports/nested/blob.bin"
@@ -135,7 +155,9 @@ def test_artifact_logging_functions_and_download_of_a_directory(stack, api, expe
 
 def test_log_input_of_a_pandas_dataset(stack, api, experiment):
     # https://mlflow.org/docs/latest/ml/dataset/ (mlflow.data.from_pandas, mlflow.log_input)
-    result = run_snippet(stack, """
+    result = run_snippet(
+        stack,
+        """
         import json
 
         import mlflow.data
@@ -157,22 +179,28 @@ def test_log_input_of_a_pandas_dataset(stack, api, experiment):
         print("COMPAT", json.dumps({
             "run_id": run.info.run_id, "name": dataset_info.name, "digest": dataset_info.digest,
             "source": dataset_source.url, "profile": json.loads(dataset_info.profile)}))
-    """, EXPERIMENT=experiment)
+    """,
+        EXPERIMENT=experiment,
+    )
     assert result["name"] == "wine quality - white"
     assert result["source"] == "https://example.org/wine-quality-white.csv"
     assert result["profile"]["num_rows"] == 178
     run = next(r for r in api.runs(experiment) if r["info"]["run_id"] == result["run_id"])
     inputs = run["inputs"]["dataset_inputs"]
     assert [(i["dataset"]["name"], i["dataset"]["digest"]) for i in inputs] == [
-        ("wine quality - white", result["digest"])]
+        ("wine quality - white", result["digest"])
+    ]
     assert tags(inputs[0]) == {"mlflow.data.context": "training"}
     assert stack.psql(f"SELECT name FROM datasets WHERE digest = '{result['digest']}'") == [
-        ["wine quality - white"]]
+        ["wine quality - white"]
+    ]
 
 
 def test_system_metrics(stack, api, experiment):
     # https://mlflow.org/docs/latest/ml/tracking/system-metrics/
-    result = run_snippet(stack, """
+    result = run_snippet(
+        stack,
+        """
         import json
         import time
 
@@ -183,7 +211,9 @@ def test_system_metrics(stack, api, experiment):
         with mlflow.start_run(log_system_metrics=True) as run:
             time.sleep(4)
         print("COMPAT", json.dumps({"run_id": run.info.run_id}))
-    """, EXPERIMENT=experiment)
+    """,
+        EXPERIMENT=experiment,
+    )
     run = next(r for r in api.runs(experiment) if r["info"]["run_id"] == result["run_id"])
     system = {key for key in metrics(run) if key.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, system
@@ -193,7 +223,9 @@ def test_system_metrics(stack, api, experiment):
 def test_delete_and_restore_runs_and_experiments(stack, api, experiment):
     # https://mlflow.org/docs/latest/api_reference/python_api/mlflow.client.html
     # (MlflowClient.delete_run / restore_run / delete_experiment / restore_experiment)
-    result = run_snippet(stack, """
+    result = run_snippet(
+        stack,
+        """
         import json
 
         import mlflow
@@ -215,9 +247,14 @@ def test_delete_and_restore_runs_and_experiments(stack, api, experiment):
         stages.append(client.get_experiment(experiment_id).lifecycle_stage)
         print("COMPAT", json.dumps({"run_id": run.info.run_id, "experiment_id": experiment_id,
                                     "stages": stages}))
-    """, EXPERIMENT=experiment)
+    """,
+        EXPERIMENT=experiment,
+    )
     assert result["stages"] == ["deleted", "active", "deleted", "active"]
-    assert stack.psql(f"SELECT lifecycle_stage FROM runs WHERE run_uuid = '{result['run_id']}'") == [["active"]]
-    assert stack.psql("SELECT lifecycle_stage FROM experiments "
-                      f"WHERE experiment_id = {int(result['experiment_id'])}") == [["active"]]
+    assert stack.psql(f"SELECT lifecycle_stage FROM runs WHERE run_uuid = '{result['run_id']}'") == [
+        ["active"]
+    ]
+    assert stack.psql(
+        f"SELECT lifecycle_stage FROM experiments WHERE experiment_id = {int(result['experiment_id'])}"
+    ) == [["active"]]
     assert [r["info"]["run_id"] for r in api.runs(experiment)] == [result["run_id"]]

@@ -22,8 +22,10 @@ def api(mlflow_url, admin_auth) -> MlflowRest:
 
 def in_jupyter(stack, *command: str) -> str:
     result = stack.exec("jupyter", *command, check=False, timeout=600)
-    assert result.returncode == 0, (f"`{' '.join(command)}` failed in the jupyter container:\n"
-                                    f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    assert result.returncode == 0, (
+        f"`{' '.join(command)}` failed in the jupyter container:\n"
+        f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    )
     return result.stdout + result.stderr
 
 
@@ -33,8 +35,20 @@ def only(runs: list[dict], what: str) -> dict:
 
 
 def test_elasticnet_train_logs_params_metrics_and_model(stack, api, unique_name):
-    in_jupyter(stack, "mlflow", "run", "examples/elasticnet", "-e", "train", "--env-manager", "local",
-               "--experiment-name", unique_name, "-P", "alpha=0.3")
+    in_jupyter(
+        stack,
+        "mlflow",
+        "run",
+        "examples/elasticnet",
+        "-e",
+        "train",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        unique_name,
+        "-P",
+        "alpha=0.3",
+    )
     run = only(api.runs(unique_name), "train")
     assert run["info"]["status"] == "FINISHED"
     assert tags(run)[ENTRY_POINT] == "train" and tags(run)["mlflow.source.type"] == "PROJECT"
@@ -45,8 +59,20 @@ def test_elasticnet_train_logs_params_metrics_and_model(stack, api, unique_name)
 
 
 def test_elasticnet_tune_nests_one_run_per_trial(stack, api, unique_name):
-    in_jupyter(stack, "mlflow", "run", "examples/elasticnet", "-e", "tune", "--env-manager", "local",
-               "--experiment-name", unique_name, "-P", "n_trials=3")
+    in_jupyter(
+        stack,
+        "mlflow",
+        "run",
+        "examples/elasticnet",
+        "-e",
+        "tune",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        unique_name,
+        "-P",
+        "n_trials=3",
+    )
     runs = api.runs(unique_name)
     parent = only([r for r in runs if "mlflow.parentRunId" not in tags(r)], "tune")
     assert tags(parent)[ENTRY_POINT] == "tune" and params(parent)["n_trials"] == "3"
@@ -63,17 +89,30 @@ def test_elasticnet_tune_nests_one_run_per_trial(stack, api, unique_name):
 
 def test_pipeline_chains_child_runs_and_registers(stack, api, unique_name):
     model_name = f"{unique_name}-model"
-    in_jupyter(stack, "mlflow", "run", "examples/pipeline", "--env-manager", "local",
-               "--experiment-name", unique_name, "-P", f"model_name={model_name}")
+    in_jupyter(
+        stack,
+        "mlflow",
+        "run",
+        "examples/pipeline",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        unique_name,
+        "-P",
+        f"model_name={model_name}",
+    )
     runs = api.runs(unique_name)
     main = only([r for r in runs if tags(r)[ENTRY_POINT] == "main"], "main")
     assert main["info"]["status"] == "FINISHED"
-    assert params(main) == {"alpha": "1.0", "test_size": "0.25", "model_name": model_name,
-                            "min_r2": "0.3"}, "main's parameters and their defaults"
-    children = {tags(r)[ENTRY_POINT]: r for r in runs
-                if tags(r).get("mlflow.parentRunId") == main["info"]["run_id"]}
-    assert sorted(children) == ["evaluate", "register", "train"], \
+    assert params(main) == {"alpha": "1.0", "test_size": "0.25", "model_name": model_name, "min_r2": "0.3"}, (
+        "main's parameters and their defaults"
+    )
+    children = {
+        tags(r)[ENTRY_POINT]: r for r in runs if tags(r).get("mlflow.parentRunId") == main["info"]["run_id"]
+    }
+    assert sorted(children) == ["evaluate", "register", "train"], (
         f"train, evaluate, register must be child runs of main; children: {sorted(children)}"
+    )
     train, evaluate, register = children["train"], children["evaluate"], children["register"]
     assert all(r["info"]["status"] == "FINISHED" for r in children.values())
     # Artifacts handed from step to step.
@@ -95,8 +134,17 @@ def test_pipeline_chains_child_runs_and_registers(stack, api, unique_name):
 
 
 def test_debug_launcher_runs_an_entry_point_in_process(stack, api, unique_name):
-    out = in_jupyter(stack, "python", "examples/debug_launcher.py", "elasticnet", "train",
-                     "-P", "alpha=0.2", "--experiment-name", unique_name)
+    out = in_jupyter(
+        stack,
+        "python",
+        "examples/debug_launcher.py",
+        "elasticnet",
+        "train",
+        "-P",
+        "alpha=0.2",
+        "--experiment-name",
+        unique_name,
+    )
     run = only(api.runs(unique_name), "launcher")
     assert f"run {run['info']['run_id']} FINISHED" in out
     assert run["info"]["status"] == "FINISHED"
@@ -107,8 +155,20 @@ def test_debug_launcher_runs_an_entry_point_in_process(stack, api, unique_name):
 
 def test_debug_launcher_stops_at_a_breakpoint(stack, unique_name):
     """pdb on the launcher stops inside the entry point's code: the reason it exists."""
-    result = stack.exec("jupyter", "python", "-m", "pdb", "examples/debug_launcher.py", "elasticnet",
-                        "train", "-P", "alpha=0.25", "--experiment-name", unique_name, check=False,
-                        input="b elasticnet/src/train.py:18\nc\np ('seen', alpha, l1_ratio)\nq\n",
-                        timeout=300)
+    result = stack.exec(
+        "jupyter",
+        "python",
+        "-m",
+        "pdb",
+        "examples/debug_launcher.py",
+        "elasticnet",
+        "train",
+        "-P",
+        "alpha=0.25",
+        "--experiment-name",
+        unique_name,
+        check=False,
+        input="b elasticnet/src/train.py:18\nc\np ('seen', alpha, l1_ratio)\nq\n",
+        timeout=300,
+    )
     assert "('seen', 0.25, 0.5)" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]

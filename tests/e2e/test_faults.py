@@ -81,7 +81,9 @@ def check_acknowledged_writes(stack, *reports) -> tuple[int, int]:
     found = steps_in_postgres(stack, acked)
     for run_id, steps in acked.items():
         missing = steps - found[run_id]
-        assert not missing, f"run {run_id}: {len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:5]}"
+        assert not missing, (
+            f"run {run_id}: {len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:5]}"
+        )
     return sum(len(s) for s in acked.values()), sum(len(found[r] & acked[r]) for r in acked)
 
 
@@ -103,9 +105,11 @@ def test_postgres_crash_under_load(stack, capsys):
     assert retry_errors == 0, f"clients with retries failed: {[v['last_error'] for v in reports[1].values()]}"
     acked, found = check_acknowledged_writes(stack, *reports)
     with capsys.disabled():
-        print(f"\n[postgres crash] acknowledged {acked}, found {found}; errors without retries "
-              f"{no_retry_errors}, with retries {retry_errors}; postgres healthy again after "
-              f"{healthy - killed:.1f} s")
+        print(
+            f"\n[postgres crash] acknowledged {acked}, found {found}; errors without retries "
+            f"{no_retry_errors}, with retries {retry_errors}; postgres healthy again after "
+            f"{healthy - killed:.1f} s"
+        )
 
 
 @pytest.mark.slow
@@ -120,8 +124,10 @@ def test_mlflow_server_restart_under_load(stack, capsys):
     assert errors == 0, [v["last_error"] for v in report.values()]
     acked, found = check_acknowledged_writes(stack, report)
     with capsys.disabled():
-        print(f"\n[mlflow-server restart] acknowledged {acked}, found {found}, client errors "
-              f"{errors}; healthy again after {healthy - restarted:.1f} s")
+        print(
+            f"\n[mlflow-server restart] acknowledged {acked}, found {found}, client errors "
+            f"{errors}; healthy again after {healthy - restarted:.1f} s"
+        )
 
 
 # Upload one big artifact through the proxy; prints "ok" or the error the client got.
@@ -166,7 +172,9 @@ except Exception as exc:
 
 @pytest.mark.slow
 def test_ftpd_crash_during_upload(stack, capsys):
-    setup = stack.python("jupyter", """
+    setup = stack.python(
+        "jupyter",
+        """
 import hashlib, json, os, mlflow
 mlflow.set_experiment("fault-ftpd")
 run = mlflow.start_run(); mlflow.end_run()
@@ -175,38 +183,51 @@ with open(path, "wb") as f:
     for _ in range(300):
         f.write(os.urandom(1 << 20))
 print(json.dumps({"run_id": run.info.run_id, "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()}))
-""")
+""",
+    )
     info = json.loads(setup.strip().splitlines()[-1])
     go = f"/tmp/fault-go-{time.time_ns()}"
     upload = start_in(stack, "jupyter", PACED_UPLOAD, info["run_id"], "/tmp/fault-upload.bin", go)
     assert upload.stdout.readline().strip() == "sent 16 MiB"
     # Crash ftpd while the server is writing the file to FTP (its partial file exists), then let
     # the client send the rest.
-    wait_until(lambda: ".partial" in stack.exec("ftpd", "find", "/srv/ftp/artifacts", "-name", "*.partial").stdout,
-               timeout=120, interval=0.2, what="the upload to reach ftpd")
+    wait_until(
+        lambda: ".partial" in stack.exec("ftpd", "find", "/srv/ftp/artifacts", "-name", "*.partial").stdout,
+        timeout=120,
+        interval=0.2,
+        what="the upload to reach ftpd",
+    )
     killed = crash(stack, "ftpd")
     stack.exec("jupyter", "touch", go)
     stdout, _ = upload.communicate(timeout=300)
     assert stdout.strip().startswith("error"), f"the client was not told: {stdout!r}"
     healthy = wait_healthy(stack, "ftpd")
 
-    listing = stack.python("jupyter", f"""
+    listing = stack.python(
+        "jupyter",
+        f"""
 from mlflow import MlflowClient
-print([f.path for f in MlflowClient().list_artifacts({info['run_id']!r}, "big")])
-""").strip()
+print([f.path for f in MlflowClient().list_artifacts({info["run_id"]!r}, "big")])
+""",
+    ).strip()
     assert listing == "[]", f"a partial upload is listed as an artifact: {listing}"
     leftovers = stack.exec("ftpd", "find", "/srv/ftp", "-name", "*.partial").stdout.strip()
     assert leftovers == "", f"partial files left on the FTP volume: {leftovers}"
 
     retried = start_in(stack, "jupyter", UPLOAD, info["run_id"], "/tmp/fault-upload.bin")
     assert retried.communicate(timeout=300)[0].strip() == "ok"
-    digest = stack.python("jupyter", f"""
+    digest = stack.python(
+        "jupyter",
+        f"""
 import hashlib
 from mlflow import MlflowClient
-path = MlflowClient().download_artifacts({info['run_id']!r}, "big/fault-upload.bin")
+path = MlflowClient().download_artifacts({info["run_id"]!r}, "big/fault-upload.bin")
 print(hashlib.sha256(open(path, "rb").read()).hexdigest())
-""").strip()
+""",
+    ).strip()
     assert digest == info["sha256"]
     with capsys.disabled():
-        print(f"\n[ftpd crash] upload failed and was reported; no partial file; ftpd healthy "
-              f"again after {healthy - killed:.1f} s; the retry's sha256 matches")
+        print(
+            f"\n[ftpd crash] upload failed and was reported; no partial file; ftpd healthy "
+            f"again after {healthy - killed:.1f} s; the retry's sha256 matches"
+        )

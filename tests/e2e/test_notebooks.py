@@ -25,18 +25,28 @@ NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]-*.ipynb
 def run_notebook(stack, name: str, **parameters: str) -> None:
     """papermill inside the jupyter container; fails with the failing cell's traceback."""
     options = [arg for key, value in parameters.items() for arg in ("-p", key, value)]
-    result = stack.exec("jupyter", "papermill", "--no-progress-bar", *options, f"notebooks/{name}",
-                        f"/tmp/executed-{name}", check=False, timeout=600)
-    assert result.returncode == 0, (f"notebooks/{name} failed when run top to bottom:\n"
-                                    f"{result.stderr[-6000:]}")
+    result = stack.exec(
+        "jupyter",
+        "papermill",
+        "--no-progress-bar",
+        *options,
+        f"notebooks/{name}",
+        f"/tmp/executed-{name}",
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"notebooks/{name} failed when run top to bottom:\n{result.stderr[-6000:]}"
     # What the user sees: no cell prints a warning (tqdm's "IProgress not found" did, in every
     # notebook, until ipywidgets was installed; MLflow's progress bars are widgets now).
-    warnings = stack.python("jupyter", f"""
+    warnings = stack.python(
+        "jupyter",
+        f"""
 import json
 cells = json.load(open("/tmp/executed-{name}"))["cells"]
 print(json.dumps([(i, "".join(o.get("text", ""))) for i, c in enumerate(cells) for o in c.get("outputs", [])
                   if o.get("name") == "stderr" and "Warning" in "".join(o.get("text", ""))]))
-""")
+""",
+    )
     assert json.loads(warnings.strip().splitlines()[-1]) == [], f"notebooks/{name} prints warnings"
 
 
@@ -46,23 +56,33 @@ def api(mlflow_url, admin_auth) -> MlflowRest:
 
 
 def test_there_are_notebooks():
-    assert {"01-tracking-quickstart.ipynb", "02-experiment-management.ipynb",
-            "03-regression-elasticnet.ipynb", "04-model-registry.ipynb",
-            "05-serving-client.ipynb", "06-genai-tracing-and-evaluation.ipynb"} <= set(NOTEBOOKS)
+    assert {
+        "01-tracking-quickstart.ipynb",
+        "02-experiment-management.ipynb",
+        "03-regression-elasticnet.ipynb",
+        "04-model-registry.ipynb",
+        "05-serving-client.ipynb",
+        "06-genai-tracing-and-evaluation.ipynb",
+    } <= set(NOTEBOOKS)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_is_stored_clean_and_introduced(name):
     notebook = json.loads((REPO / "notebooks" / name).read_text())
     first = notebook["cells"][0]
-    assert first["cell_type"] == "markdown" and "teaches" in "".join(first["source"]), \
+    assert first["cell_type"] == "markdown" and "teaches" in "".join(first["source"]), (
         f"{name} must open with a markdown cell saying what it teaches"
-    dirty = [i for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "code"
-             and (c.get("outputs") or c.get("execution_count") is not None)]
+    )
+    dirty = [
+        i
+        for i, c in enumerate(notebook["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
     assert not dirty, f"{name} is stored with outputs/execution counts in cells {dirty}: clear them"
 
 
 # ---- what each notebook promises, checked on the server ----
+
 
 def check_01(stack, api: MlflowRest, since: int) -> None:
     experiment = api.experiment("tracking-quickstart")
@@ -81,20 +101,26 @@ def check_01(stack, api: MlflowRest, since: int) -> None:
     assert [d["dataset"]["name"] for d in datasets] == ["diabetes-train"], datasets
     assert {"mlflow.data.context": "training"} == tags(datasets[0])
     files = api.artifacts(run_id)
-    assert {"input_data/train.csv", "output_data/predictions.csv",
-            "plots/predicted_vs_actual.png"} <= set(files), files
+    assert {"input_data/train.csv", "output_data/predictions.csv", "plots/predicted_vs_actual.png"} <= set(
+        files
+    ), files
     models = api.logged_models(experiment["experiment_id"], run_id)
     assert [m["name"] for m in models] == ["model"], models
     # The model loads back and its signature and input example were saved with it.
-    out = stack.python("jupyter", f"""
+    out = stack.python(
+        "jupyter",
+        f"""
 import json, mlflow
-info = mlflow.models.get_model_info("models:/{models[0]['model_id']}")
+info = mlflow.models.get_model_info("models:/{models[0]["model_id"]}")
 print(json.dumps({{"inputs": [c["name"] for c in info.signature.inputs.to_dict()],
                   "example": info.saved_input_example_info is not None}}))
-""")
+""",
+    )
     info = json.loads(out.strip().splitlines()[-1])
-    assert info == {"inputs": ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"],
-                    "example": True}
+    assert info == {
+        "inputs": ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"],
+        "example": True,
+    }
 
 
 def check_02(stack, api: MlflowRest, since: int) -> None:
@@ -104,13 +130,18 @@ def check_02(stack, api: MlflowRest, since: int) -> None:
         by_name.setdefault(run["info"]["run_name"], []).append(run)
     # Autologging: the estimator's parameters are on the run though the notebook logs only `model`.
     autologged = {"linear": "fit_intercept", "random-forest": "n_estimators", "xgboost": "num_boost_round"}
-    for family_run, family in (("linear", "linear"), ("random-forest", "random_forest"), ("xgboost", "xgboost")):
+    for family_run, family in (
+        ("linear", "linear"),
+        ("random-forest", "random_forest"),
+        ("xgboost", "xgboost"),
+    ):
         assert family_run in by_name, f"no {family_run!r} run; runs: {sorted(by_name)}"
         run = by_name[family_run][0]
         assert params(run)["model"] == family
         assert {"rmse", "mae", "r2"} <= set(metrics(run))
-        assert autologged[family_run] in params(run), \
+        assert autologged[family_run] in params(run), (
             f"{family_run}: not autologged (params: {sorted(params(run))})"
+        )
     assert params(by_name["random-forest"][0])["n_estimators"] == "100"
     parent = by_name["xgboost-sweep"][0]
     children = [r for r in runs if tags(r).get("mlflow.parentRunId") == parent["info"]["run_id"]]
@@ -162,26 +193,35 @@ def check_04(stack, api: MlflowRest, since: int) -> None:
     assert champion["description"].startswith("LinearRegression")
     assert champion["current_stage"] == "Production"
     assert api.model_version("diabetes-regressor", baseline["version"])["current_stage"] == "Staging"
-    out = stack.python("jupyter", """
+    out = stack.python(
+        "jupyter",
+        """
 import mlflow
 from sklearn.datasets import load_diabetes
 X, _ = load_diabetes(return_X_y=True, as_frame=True)
 print(len(mlflow.pyfunc.load_model("models:/diabetes-regressor@champion").predict(X.head(4))))
-""")
+""",
+    )
     assert out.strip().splitlines()[-1] == "4"
 
 
 def check_05(stack, api: MlflowRest, name: str, url: str) -> None:
     """The serving client logs nothing: what it saw is in its last cell's SUMMARY line."""
     executed = json.loads(stack.exec("jupyter", "cat", f"/tmp/executed-{name}").stdout)
-    lines = [line for cell in executed["cells"] for output in cell.get("outputs", [])
-             for line in "".join(output.get("text", "")).splitlines() if line.startswith("SUMMARY ")]
+    lines = [
+        line
+        for cell in executed["cells"]
+        for output in cell.get("outputs", [])
+        for line in "".join(output.get("text", "")).splitlines()
+        if line.startswith("SUMMARY ")
+    ]
     assert lines, f"{name} printed no SUMMARY line"
     summary = json.loads(lines[-1].removeprefix("SUMMARY "))
     champion = {a["alias"]: a["version"] for a in api.registered_model("diabetes-regressor")["aliases"]}
     assert summary["model"] == f"models:/diabetes-regressor/{champion['champion']}"
-    assert summary["formats"] == {f: 200 for f in ("dataframe_split", "dataframe_records",
-                                                   "instances", "inputs", "text/csv")}
+    assert summary["formats"] == {
+        f: 200 for f in ("dataframe_split", "dataframe_records", "instances", "inputs", "text/csv")
+    }
     assert summary["same_as_in_process"] is True
     assert len(summary["bad_input"]) == 6
     assert all(400 <= status < 500 for status in summary["bad_input"].values()), summary
@@ -197,16 +237,23 @@ def check_06(stack, api: MlflowRest, since: int) -> None:
 
     # The prompt registry: this execution's version is the one `production` points to.
     prompt = api.registered_model("sklearn-docs-qa")
-    assert prompt and tags(prompt).get("mlflow.prompt.is_prompt") == "true", "prompt 'sklearn-docs-qa' missing"
+    assert prompt and tags(prompt).get("mlflow.prompt.is_prompt") == "true", (
+        "prompt 'sklearn-docs-qa' missing"
+    )
     production = {a["alias"]: a["version"] for a in prompt.get("aliases", [])}.get("production")
     assert production, f"no 'production' alias: {prompt.get('aliases')}"
     version = api.model_version("sklearn-docs-qa", production)
     assert int(version["creation_timestamp"]) >= since, "'production' must point to the version added now"
-    assert {"{{context}}", "{{question}}"} <= set(re.findall(r"\{\{\w+\}\}", tags(version)["mlflow.prompt.text"]))
+    assert {"{{context}}", "{{question}}"} <= set(
+        re.findall(r"\{\{\w+\}\}", tags(version)["mlflow.prompt.text"])
+    )
 
     # The app version: one LoggedModel, reused by every execution, with its parameters.
-    response = api.http.post(f"{api.url}/api/2.0/mlflow/logged-models/search", timeout=30, json={
-        "experiment_ids": [experiment_id], "filter": "name = 'sklearn-docs-qa-v1'"})
+    response = api.http.post(
+        f"{api.url}/api/2.0/mlflow/logged-models/search",
+        timeout=30,
+        json={"experiment_ids": [experiment_id], "filter": "name = 'sklearn-docs-qa-v1'"},
+    )
     assert response.status_code == 200, response.text[:500]
     models = response.json().get("models", [])
     assert len(models) == 1, f"one LoggedModel 'sklearn-docs-qa-v1' expected, found {len(models)}"
@@ -221,8 +268,12 @@ def check_06(stack, api: MlflowRest, since: int) -> None:
     run_id = runs[0]["info"]["run_id"]
     assert tags(runs[0]).get("mlflow.runType") == "genai_evaluate"
     scores = metrics(runs[0])
-    assert {"contains_expected_answer/mean", "retrieved_expected_dataset/mean", "latency_ms/mean",
-            "latency_ms/max"} <= set(scores), sorted(scores)
+    assert {
+        "contains_expected_answer/mean",
+        "retrieved_expected_dataset/mean",
+        "latency_ms/mean",
+        "latency_ms/max",
+    } <= set(scores), sorted(scores)
     assert 0 <= scores["contains_expected_answer/mean"] <= 1
     assert 0 <= scores["retrieved_expected_dataset/mean"] <= 1
     assert 0 < scores["latency_ms/mean"] <= scores["latency_ms/max"]
@@ -232,7 +283,8 @@ def check_06(stack, api: MlflowRest, since: int) -> None:
         "SELECT t.request_id, coalesce(m.value, ''), coalesce(r.value, '') FROM trace_info t "
         "LEFT JOIN trace_request_metadata m ON m.request_id = t.request_id AND m.key = 'mlflow.modelId' "
         "LEFT JOIN trace_request_metadata r ON r.request_id = t.request_id AND r.key = 'mlflow.sourceRun' "
-        f"WHERE t.experiment_id = {int(experiment_id)} AND t.timestamp_ms >= {since}")
+        f"WHERE t.experiment_id = {int(experiment_id)} AND t.timestamp_ms >= {since}"
+    )
     assert {linked_model for _, linked_model, _ in traces} == {model_id}, "a trace is not linked to the model"
     by_run = {}
     for trace_id, _, source_run in traces:
@@ -243,21 +295,29 @@ def check_06(stack, api: MlflowRest, since: int) -> None:
     ids = ", ".join(f"'{trace_id}'" for trace_id, _, _ in traces)
     spans = {}
     for trace_id, name, span_type, parent in stack.psql(
-            "SELECT s.trace_id, s.name, s.type, coalesce(p.name, '') FROM spans s LEFT JOIN spans p "
-            f"ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id WHERE s.trace_id IN ({ids})"):
+        "SELECT s.trace_id, s.name, s.type, coalesce(p.name, '') FROM spans s LEFT JOIN spans p "
+        f"ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id WHERE s.trace_id IN ({ids})"
+    ):
         spans.setdefault(trace_id, set()).add((name, span_type, parent))
-    expected = {("answer_question", "CHAIN", ""), ("retrieve", "RETRIEVER", "answer_question"),
-                ("embed_query", "EMBEDDING", "retrieve"), ("generate", "LLM", "answer_question")}
+    expected = {
+        ("answer_question", "CHAIN", ""),
+        ("retrieve", "RETRIEVER", "answer_question"),
+        ("embed_query", "EMBEDDING", "retrieve"),
+        ("generate", "LLM", "answer_question"),
+    }
     assert all(spans.get(trace_id) == expected for trace_id, _, _ in traces), spans
 
     # The scorers' verdicts are assessments on the evaluation's traces.
     ids = ", ".join(f"'{trace_id}'" for trace_id in by_run[run_id])
     feedback = {}
-    for trace_id, name in stack.psql("SELECT trace_id, name FROM assessments WHERE assessment_type = "
-                                     f"'feedback' AND trace_id IN ({ids})"):
+    for trace_id, name in stack.psql(
+        f"SELECT trace_id, name FROM assessments WHERE assessment_type = 'feedback' AND trace_id IN ({ids})"
+    ):
         feedback.setdefault(trace_id, set()).add(name)
-    assert all(feedback.get(trace_id) == {"contains_expected_answer", "retrieved_expected_dataset", "latency_ms"}
-               for trace_id in by_run[run_id]), feedback
+    assert all(
+        feedback.get(trace_id) == {"contains_expected_answer", "retrieved_expected_dataset", "latency_ms"}
+        for trace_id in by_run[run_id]
+    ), feedback
 
 
 CHECKS = {"01-": check_01, "02-": check_02, "03-": check_03, "04-": check_04, "06-": check_06}
@@ -269,7 +329,9 @@ def test_notebook_runs_and_logs_what_it_promises(stack, api, name):
     if prefix == "05-":
         # The model notebook 04 registered, served as `make serve` serves it by default.
         with served_model(stack, "models:/diabetes-regressor@champion", "diabetes-regressor") as (
-                url, url_from_jupyter):
+            url,
+            url_from_jupyter,
+        ):
             run_notebook(stack, name, SERVING_URL=url_from_jupyter)
             check_05(stack, api, name, url)
         return

@@ -29,6 +29,7 @@ def test_down_and_up_keeps_runs_metrics_versions_and_artifacts(stack, admin_auth
     # And through the REST API from the host, with the same credentials as before.
     mlflow_url = stack.url("mlflow-server", 5000)
     run_id = next(iter(before["runs"]))
-    blob = http_session(admin_auth).get(f"{mlflow_url}/get-artifact", timeout=30,
-                                        params={"run_uuid": run_id, "path": "data/big.bin"})
+    blob = http_session(admin_auth).get(
+        f"{mlflow_url}/get-artifact", timeout=30, params={"run_uuid": run_id, "path": "data/big.bin"}
+    )
     assert hashlib.sha256(blob.content).hexdigest() == before["runs"][run_id]["files"]["data/big.bin"]

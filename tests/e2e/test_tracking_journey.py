@@ -52,10 +52,16 @@ def logged_run(stack):
 def test_run_rows_are_in_postgres(stack, logged_run):
     run_id = logged_run["run_id"]
     assert stack.psql(f"SELECT key, value FROM params WHERE run_uuid = '{run_id}' ORDER BY key") == [
-        ["alpha", "0.1"], ["l1_ratio", "0.5"]]
-    rows = stack.psql(f"SELECT step, value FROM metrics WHERE run_uuid = '{run_id}' AND key = 'rmse' ORDER BY step")
+        ["alpha", "0.1"],
+        ["l1_ratio", "0.5"],
+    ]
+    rows = stack.psql(
+        f"SELECT step, value FROM metrics WHERE run_uuid = '{run_id}' AND key = 'rmse' ORDER BY step"
+    )
     assert [(int(s), float(v)) for s, v in rows] == [(0, 3.0), (1, 2.0), (2, 1.5)]
-    assert stack.psql(f"SELECT value FROM tags WHERE run_uuid = '{run_id}' AND key = 'journey'") == [["first"]]
+    assert stack.psql(f"SELECT value FROM tags WHERE run_uuid = '{run_id}' AND key = 'journey'") == [
+        ["first"]
+    ]
 
 
 def test_run_files_are_on_the_ftp_volume(stack, logged_run):
@@ -69,14 +75,18 @@ def test_run_files_are_on_the_ftp_volume(stack, logged_run):
 
 def test_run_is_served_by_the_rest_api_with_credentials(stack, mlflow_url, admin_auth, logged_run):
     http = http_session(admin_auth)
-    run = http.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": logged_run["run_id"]},
-                   timeout=10)
+    run = http.get(
+        f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": logged_run["run_id"]}, timeout=10
+    )
     assert run.status_code == 200, run.text
     data = run.json()["run"]["data"]
     assert {p["key"]: p["value"] for p in data["params"]} == {"alpha": "0.1", "l1_ratio": "0.5"}
     assert {m["key"]: m["value"] for m in data["metrics"]} == {"rmse": 1.5}
-    blob = http.get(f"{mlflow_url}/get-artifact", timeout=30,
-                    params={"run_uuid": logged_run["run_id"], "path": "data/blob.bin"})
+    blob = http.get(
+        f"{mlflow_url}/get-artifact",
+        timeout=30,
+        params={"run_uuid": logged_run["run_id"], "path": "data/blob.bin"},
+    )
     assert blob.status_code == 200
     assert hashlib.sha256(blob.content).hexdigest() == logged_run["blob_sha256"]
 
@@ -85,17 +95,21 @@ def test_artifact_uri_holds_no_ftp_credentials(stack, mlflow_url, admin_auth, lo
     ftp_password = stack.read_secret("ftpd", "ftpd-password")
     assert logged_run["artifact_uri"].startswith("mlflow-artifacts:/")
     http = http_session(admin_auth)
-    experiments = http.post(f"{mlflow_url}/api/2.0/mlflow/experiments/search",
-                            json={"max_results": 1000}, timeout=10).json()["experiments"]
+    experiments = http.post(
+        f"{mlflow_url}/api/2.0/mlflow/experiments/search", json={"max_results": 1000}, timeout=10
+    ).json()["experiments"]
     locations = [e["artifact_location"] for e in experiments]
     assert all(loc.startswith("mlflow-artifacts:/") for loc in locations), locations
-    run = http.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": logged_run["run_id"]},
-                   timeout=10).text
+    run = http.get(
+        f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": logged_run["run_id"]}, timeout=10
+    ).text
     assert "ftp://" not in run and ftp_password not in run
 
 
 def test_model_registers_takes_an_alias_and_loads_back(stack, unique_name):
-    out = stack.python("jupyter", f"""
+    out = stack.python(
+        "jupyter",
+        f"""
 import mlflow, json
 from mlflow import MlflowClient
 from sklearn.datasets import load_iris
@@ -111,7 +125,8 @@ client.set_registered_model_alias({unique_name!r}, "champion", info.registered_m
 loaded = mlflow.pyfunc.load_model("models:/{unique_name}@champion")
 print(json.dumps({{"version": int(info.registered_model_version),
                   "same": loaded.predict(X).tolist() == model.predict(X).tolist()}}))
-""")
+""",
+    )
     result = json.loads(out.strip().splitlines()[-1])
     assert result == {"version": 1, "same": True}
     rows = stack.psql(f"SELECT alias, version FROM registered_model_aliases WHERE name = '{unique_name}'")
@@ -125,8 +140,11 @@ def test_errors_never_show_ftp_credentials_and_missing_is_404(stack, mlflow_url,
     base = f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{logged_run['experiment_id']}/{logged_run['run_id']}/artifacts"
     for response in (
         http.get(f"{base}/data/no-such-file.bin", timeout=30),
-        http.get(f"{mlflow_url}/get-artifact", timeout=30,
-                 params={"run_uuid": logged_run["run_id"], "path": "data/no-such-file.bin"}),
+        http.get(
+            f"{mlflow_url}/get-artifact",
+            timeout=30,
+            params={"run_uuid": logged_run["run_id"], "path": "data/no-such-file.bin"},
+        ),
     ):
         assert response.status_code == 404, (response.status_code, response.text[:300])
         for secret in (ftp_password, encoded):

@@ -17,8 +17,11 @@ def test_api_without_token_refuses(stack):
 
 def test_api_with_token_answers(stack):
     url = stack.url("jupyter", 8888)
-    response = http_session().get(f"{url}/api/contents/notebooks", timeout=10,
-                                  headers={"Authorization": f"token {HOSTILE_SECRETS['JUPYTER_TOKEN']}"})
+    response = http_session().get(
+        f"{url}/api/contents/notebooks",
+        timeout=10,
+        headers={"Authorization": f"token {HOSTILE_SECRETS['JUPYTER_TOKEN']}"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["type"] == "directory"
 
@@ -61,15 +64,19 @@ def test_jupyterlab_asks_nothing_and_fetches_nothing_from_the_internet(stack):
     assert answer.status_code == 200, answer.text
     setting = answer.json()
     # Overrides become the schema's defaults; no user setting of this fresh stack says otherwise.
-    defaults = {key: setting["schema"]["properties"][key]["default"]
-                for key in ("fetchNews", "checkForUpdates")}
+    defaults = {
+        key: setting["schema"]["properties"][key]["default"] for key in ("fetchNews", "checkForUpdates")
+    }
     assert defaults == {"fetchNews": "false", "checkForUpdates": False}
     assert setting["settings"] == {}
     # Even asked directly (a user who switched the news on), the server fetches nothing: its news
     # feed is off in the page's configuration (LabApp.news_url = None), and so are its answers.
     page = http.get(f"{url}/lab", timeout=10).text
-    config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
-                                  page, re.S).group(1))
+    config = json.loads(
+        re.search(
+            r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.S
+        ).group(1)
+    )
     assert config["news"] == {"disabled": True}
     assert http.get(f"{url}/lab/api/news", timeout=10).json() == {"news": []}
     assert http.get(f"{url}/lab/api/update", timeout=10).json() == {"notification": None}

@@ -33,17 +33,41 @@ def unverified_mlflow_server(stack):
     name = f"{stack.project}-unverified-{uuid.uuid4().hex[:6]}"
     # Its own scratch /tmp (an anonymous volume): the entrypoint empties /tmp at start, and the
     # shared one is the running server's.
-    stack.compose("run", "-d", "--no-deps", "--name", name, "-p", "127.0.0.1::5000", "-v", "/tmp",
-                  "-v", f"{UNVERIFIED_MLFLOW}:/opt/unverified-mlflow:ro", "-e", "PYTHONPATH=/opt/unverified-mlflow",
-                  "-e", f"MLFLOW_SERVER_ALLOWED_HOSTS={ALLOWED_HOSTS},{name},{name}:*", "mlflow-server")
+    stack.compose(
+        "run",
+        "-d",
+        "--no-deps",
+        "--name",
+        name,
+        "-p",
+        "127.0.0.1::5000",
+        "-v",
+        "/tmp",
+        "-v",
+        f"{UNVERIFIED_MLFLOW}:/opt/unverified-mlflow:ro",
+        "-e",
+        "PYTHONPATH=/opt/unverified-mlflow",
+        "-e",
+        f"MLFLOW_SERVER_ALLOWED_HOSTS={ALLOWED_HOSTS},{name},{name}:*",
+        "mlflow-server",
+    )
     try:
+
         def healthy():
-            return subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", name],
-                                  capture_output=True, text=True, check=False).stdout.strip() == "healthy"
+            return (
+                subprocess.run(
+                    ["docker", "inspect", "-f", "{{.State.Health.Status}}", name],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout.strip()
+                == "healthy"
+            )
 
         wait_until(healthy, timeout=300, what=f"{name} healthy")
-        port = subprocess.run(["docker", "port", name, "5000"], capture_output=True, text=True,
-                              check=True).stdout.split()[0]
+        port = subprocess.run(
+            ["docker", "port", name, "5000"], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
         yield Server(f"http://{port}", name, name, fast_paths=False)
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
@@ -52,6 +76,10 @@ def unverified_mlflow_server(stack):
 @pytest.fixture(scope="module", params=["fast-paths-on", "fast-paths-off"])
 def server(request, stack):
     if request.param == "fast-paths-on":
-        return Server(stack.url("mlflow-server", 5000), stack.container_id("mlflow-server"), "mlflow-server",
-                      fast_paths=True)
+        return Server(
+            stack.url("mlflow-server", 5000),
+            stack.container_id("mlflow-server"),
+            "mlflow-server",
+            fast_paths=True,
+        )
     return request.getfixturevalue("unverified_mlflow_server")

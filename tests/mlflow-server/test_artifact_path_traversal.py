@@ -35,7 +35,9 @@ def traversals(other_run: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(stack) -> dict:
-    out = stack.python("jupyter", f"""
+    out = stack.python(
+        "jupyter",
+        f"""
 import json, mlflow, os, tempfile
 exp = mlflow.set_experiment("traversal")
 ids = []
@@ -46,7 +48,8 @@ for content in ("fine", {SECRET!r}):
         mlflow.log_artifacts(d, artifact_path="data")
         ids.append(run.info.run_id)
 print(json.dumps({{"experiment": exp.experiment_id, "attacker": ids[0], "victim": ids[1]}}))
-""")
+""",
+    )
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -63,31 +66,40 @@ def leaked(response: requests.Response) -> bool:
 
 def test_the_victims_artifact_is_readable_the_normal_way(mlflow_url, admin_auth, runs):
     # The control: the secret really is there, so the refusals below mean something.
-    response = http_session(admin_auth).get(f"{mlflow_url}/get-artifact", timeout=10,
-                                            params={"run_uuid": runs["victim"], "path": "data/secret.txt"})
+    response = http_session(admin_auth).get(
+        f"{mlflow_url}/get-artifact",
+        timeout=10,
+        params={"run_uuid": runs["victim"], "path": "data/secret.txt"},
+    )
     assert response.text == SECRET
 
 
 def test_get_artifact_refuses(mlflow_url, admin_auth, runs):
     session = http_session(admin_auth)
     for path in traversals(runs["victim"]):
-        response = session.get(f"{mlflow_url}/get-artifact", timeout=10,
-                               params={"run_uuid": runs["attacker"], "path": path})
+        response = session.get(
+            f"{mlflow_url}/get-artifact", timeout=10, params={"run_uuid": runs["attacker"], "path": path}
+        )
         assert response.status_code != 200 and not leaked(response), (path, response.status_code)
 
 
 def test_list_artifacts_refuses(mlflow_url, admin_auth, runs):
     session = http_session(admin_auth)
     for path in traversals(runs["victim"]):
-        response = session.get(f"{mlflow_url}/api/2.0/mlflow/artifacts/list", timeout=10,
-                               params={"run_id": runs["attacker"], "path": path})
+        response = session.get(
+            f"{mlflow_url}/api/2.0/mlflow/artifacts/list",
+            timeout=10,
+            params={"run_id": runs["attacker"], "path": path},
+        )
         files = response.json().get("files", []) if response.status_code == 200 else []
         assert not files, (path, files)
 
 
 def test_proxied_download_refuses(mlflow_url, admin_auth, runs):
     session = http_session(admin_auth)
-    base = f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{runs['experiment']}/{runs['attacker']}/artifacts"
+    base = (
+        f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{runs['experiment']}/{runs['attacker']}/artifacts"
+    )
     for path in traversals(runs["victim"]):
         response = raw(session, "GET", f"{base}/{path}")
         assert response.status_code != 200 and not leaked(response), (path, response.status_code)

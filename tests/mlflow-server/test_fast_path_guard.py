@@ -18,8 +18,11 @@ from utils.stack import http_session
 
 # The one MLflow pin: after a bump the fast paths must be verified again (mlflow-server/README.md,
 # "Upgrading MLflow"), and until then the first test says so.
-PINNED_MLFLOW = re.search(r"^mlflow\[auth\]==(\S+)", (Path(__file__).parents[2] / "mlflow-server" / "requirements.in")
-                          .read_text(), re.M).group(1)
+PINNED_MLFLOW = re.search(
+    r"^mlflow\[auth\]==(\S+)",
+    (Path(__file__).parents[2] / "mlflow-server" / "requirements.in").read_text(),
+    re.M,
+).group(1)
 
 
 def status(url: str) -> dict:
@@ -37,25 +40,35 @@ def gauge(http, url: str) -> float:
 
 def fast_path_answers(http, url: str) -> float:
     text = http.get(f"{url}/metrics", timeout=10).text
-    return sum(float(n) for n in re.findall(r'^workbench_fast_path_requests_total\{[^}]*path="fast"[^}]*\} (\S+)$',
-                                            text, re.M))
+    return sum(
+        float(n)
+        for n in re.findall(
+            r'^workbench_fast_path_requests_total\{[^}]*path="fast"[^}]*\} (\S+)$', text, re.M
+        )
+    )
 
 
 def test_the_stacks_server_runs_its_fast_paths(mlflow_url, admin_auth):
-    assert status(mlflow_url) == {"fast_paths": "on", "reason": None, "mlflow_version": PINNED_MLFLOW,
-                                  "verified_mlflow_version": PINNED_MLFLOW}
+    assert status(mlflow_url) == {
+        "fast_paths": "on",
+        "reason": None,
+        "mlflow_version": PINNED_MLFLOW,
+        "verified_mlflow_version": PINNED_MLFLOW,
+    }
     assert gauge(http_session(admin_auth), mlflow_url) == 1
 
 
-def test_an_mlflow_they_were_not_verified_with_starts_them_off(stack, unverified_mlflow_server, admin_auth,
-                                                                unique_name):
+def test_an_mlflow_they_were_not_verified_with_starts_them_off(
+    stack, unverified_mlflow_server, admin_auth, unique_name
+):
     url = unverified_mlflow_server.url
     answer = status(url)
     assert answer["fast_paths"] == "off" and answer["mlflow_version"] == "3.99.0", answer
     reason = f"MLflow 3.99.0 is not the version they were verified with ({PINNED_MLFLOW})"
     assert answer["reason"] == reason
-    logs = subprocess.run(["docker", "logs", unverified_mlflow_server.container], capture_output=True, text=True,
-                          check=False)
+    logs = subprocess.run(
+        ["docker", "logs", unverified_mlflow_server.container], capture_output=True, text=True, check=False
+    )
     assert f"fast paths OFF ({reason})" in logs.stdout + logs.stderr
     http = http_session(admin_auth)
     assert gauge(http, url) == 0
@@ -67,10 +80,15 @@ def test_an_mlflow_they_were_not_verified_with_starts_them_off(stack, unverified
     experiment_id = experiment.json()["experiment_id"]
     run = http.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}, timeout=30)
     run_id = run.json()["run"]["info"]["run_id"]
-    logged = http.post(f"{url}/api/2.0/mlflow/runs/log-metric", timeout=30,
-                       json={"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1, "step": 2})
+    logged = http.post(
+        f"{url}/api/2.0/mlflow/runs/log-metric",
+        timeout=30,
+        json={"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1, "step": 2},
+    )
     assert logged.status_code == 200, logged.text
-    assert stack.psql(f"SELECT key, value, step FROM metrics WHERE run_uuid = '{run_id}'") == [["loss", "0.5", "2"]]
+    assert stack.psql(f"SELECT key, value, step FROM metrics WHERE run_uuid = '{run_id}'") == [
+        ["loss", "0.5", "2"]
+    ]
     path = f"{url}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/note.txt"
     assert http.put(path, data=b"answered by MLflow", timeout=30).status_code == 200
     assert http.get(path, timeout=30).content == b"answered by MLflow"
@@ -114,7 +132,11 @@ def test_a_changed_mlflow_name_or_middleware_starts_them_off(stack):
     out = stack.python("mlflow-server", CHANGED_MLFLOW)
     assert "as built: None" in out, out
     assert "switched off: WORKBENCH_FAST_PATHS=false" in out
-    assert "a middleware more: MLflow's app has a middleware the fast paths do not know: GZipMiddleware" in out
-    assert ("parameters changed: mlflow.utils.validation._validate_metric changed: parameters "
-            "('key', 'value', 'timestamp', 'step'), verified with ('key', 'value', 'timestamp', 'step', 'path')") in out
+    assert (
+        "a middleware more: MLflow's app has a middleware the fast paths do not know: GZipMiddleware" in out
+    )
+    assert (
+        "parameters changed: mlflow.utils.validation._validate_metric changed: parameters "
+        "('key', 'value', 'timestamp', 'step'), verified with ('key', 'value', 'timestamp', 'step', 'path')"
+    ) in out
     assert "a name gone: mlflow.server.auth._find_fastapi_validator is gone" in out

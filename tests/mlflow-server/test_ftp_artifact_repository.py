@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from utils.stack import http_session
 from utils.wait import wait_until
@@ -40,13 +40,17 @@ print(json.dumps({{"run_id": run.info.run_id, "same": digest(src) == digest(dst)
 
 
 def ftp_logins_since(stack, since: str) -> int:
-    out = subprocess.run(["docker", "logs", "--since", since, stack.container_id("ftpd")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["docker", "logs", "--since", since, stack.container_id("ftpd")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return sum("logged in" in line for line in (out.stdout + out.stderr).splitlines())
 
 
 def test_many_small_artifacts_reuse_pooled_ftp_connections(stack, unique_name):
-    since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     out = stack.python("jupyter", LOG_MANY.format(experiment=unique_name, files=FILES))
     result = json.loads(out.strip().splitlines()[-1])
     assert result["same"] and result["count"] == FILES, result
@@ -57,24 +61,34 @@ def test_many_small_artifacts_reuse_pooled_ftp_connections(stack, unique_name):
 
 
 def test_listing_gives_sizes_and_hides_uploads_in_progress(stack, mlflow_url, admin_auth, unique_name):
-    out = stack.python("jupyter", f"""
+    out = stack.python(
+        "jupyter",
+        f"""
 import mlflow
 mlflow.set_experiment({unique_name!r})
 with mlflow.start_run() as run:
     mlflow.log_text("x" * 1234, "listing/data.txt")
     mlflow.log_text("y", "listing/sub/inner.txt")
 print(run.info.run_id)
-""")
+""",
+    )
     run_id = out.strip().splitlines()[-1]
     # An upload in progress on the FTP volume: ftpd receives it as .<name>.partial.
-    folder = stack.exec("ftpd", "find", "/srv/ftp", "-type", "d", "-path", f"*/{run_id}/artifacts/listing").stdout.strip()
+    folder = stack.exec(
+        "ftpd", "find", "/srv/ftp", "-type", "d", "-path", f"*/{run_id}/artifacts/listing"
+    ).stdout.strip()
     assert folder, "the run's artifact folder is not on the FTP volume"
     stack.exec("ftpd", "sh", "-c", f"printf partial > '{folder}/.big.bin.partial'")
-    response = http_session(admin_auth).get(f"{mlflow_url}/api/2.0/mlflow/artifacts/list",
-                                            params={"run_id": run_id, "path": "listing"}, timeout=30)
+    response = http_session(admin_auth).get(
+        f"{mlflow_url}/api/2.0/mlflow/artifacts/list",
+        params={"run_id": run_id, "path": "listing"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
-    files = {f["path"]: (f["is_dir"], int(f["file_size"]) if "file_size" in f else None)
-             for f in response.json()["files"]}
+    files = {
+        f["path"]: (f["is_dir"], int(f["file_size"]) if "file_size" in f else None)
+        for f in response.json()["files"]
+    }
     assert files == {"listing/data.txt": (False, 1234), "listing/sub": (True, None)}, files
 
 
@@ -83,12 +97,14 @@ def ftp_files(stack, run_id: str) -> list[str]:
     return sorted(line.rsplit("/", 1)[-1] for line in out.split())
 
 
-def test_upload_streams_into_ftp_and_a_broken_off_one_leaves_nothing(stack, mlflow_url, admin_auth,
-                                                                     unique_name):
+def test_upload_streams_into_ftp_and_a_broken_off_one_leaves_nothing(
+    stack, mlflow_url, admin_auth, unique_name
+):
     session = http_session(admin_auth)
     api = f"{mlflow_url}/api/2.0/mlflow"
-    experiment_id = session.post(f"{api}/experiments/create", json={"name": unique_name},
-                                 timeout=30).json()["experiment_id"]
+    experiment_id = session.post(f"{api}/experiments/create", json={"name": unique_name}, timeout=30).json()[
+        "experiment_id"
+    ]
     run = session.post(f"{api}/runs/create", json={"experiment_id": experiment_id}, timeout=30).json()
     run_id = run["run"]["info"]["run_id"]
     artifact = f"{experiment_id}/{run_id}/artifacts/big.bin"
@@ -96,15 +112,22 @@ def test_upload_streams_into_ftp_and_a_broken_off_one_leaves_nothing(stack, mlfl
     url = urllib.parse.urlsplit(mlflow_url)
     credentials = base64.b64encode(":".join(admin_auth).encode()).decode()
     client = socket.create_connection((url.hostname, url.port), timeout=30)
-    client.sendall((f"PUT /api/2.0/mlflow-artifacts/artifacts/{artifact} HTTP/1.1\r\n"
-                    f"Host: {url.hostname}:{url.port}\r\nAuthorization: Basic {credentials}\r\n"
-                    f"Content-Type: application/octet-stream\r\nContent-Length: {64 << 20}\r\n\r\n").encode())
+    client.sendall(
+        (
+            f"PUT /api/2.0/mlflow-artifacts/artifacts/{artifact} HTTP/1.1\r\n"
+            f"Host: {url.hostname}:{url.port}\r\nAuthorization: Basic {credentials}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {64 << 20}\r\n\r\n"
+        ).encode()
+    )
     for _ in range(8):
         client.sendall(b"x" * (1 << 20))
     # Streamed: ftpd is already receiving the file while the request body is still coming (the
     # server no longer collects the whole body in a temporary file first).
-    wait_until(lambda: ftp_files(stack, run_id) == [".big.bin.partial"], timeout=30,
-               what="the upload in progress on the FTP volume")
+    wait_until(
+        lambda: ftp_files(stack, run_id) == [".big.bin.partial"],
+        timeout=30,
+        what="the upload in progress on the FTP volume",
+    )
     client.close()
     # The server sends ftpd ABOR for the upload that broke off, and ftpd removes the partial file:
     # nothing is published as an artifact.
@@ -113,7 +136,9 @@ def test_upload_streams_into_ftp_and_a_broken_off_one_leaves_nothing(stack, mlfl
     assert listing.status_code == 200 and listing.json().get("files", []) == [], listing.text
     # The server's FTP pool is unharmed: a complete upload right after works, byte for byte.
     payload = bytes(range(256)) * 4096
-    done = session.put(f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{artifact}", data=payload, timeout=60)
+    done = session.put(
+        f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{artifact}", data=payload, timeout=60
+    )
     assert done.status_code == 200, done.text
     assert ftp_files(stack, run_id) == ["big.bin"]
     back = session.get(f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{artifact}", timeout=60)
@@ -132,14 +157,15 @@ class _Pattern:
         return self.size
 
     def read(self, _n: int = -1) -> bytes:
-        piece = self.block[:min(len(self.block), self.left)]
+        piece = self.block[: min(len(self.block), self.left)]
         self.left -= len(piece)
         self.sha256.update(piece)
         return piece
 
 
-def test_an_artifact_bigger_than_the_servers_memory_limit_downloads_whole(stack, mlflow_url, admin_auth,
-                                                                         unique_name):
+def test_an_artifact_bigger_than_the_servers_memory_limit_downloads_whole(
+    stack, mlflow_url, admin_auth, unique_name
+):
     # MLflow's download route first copies the artifact from FTP into the server's temporary
     # directory. On a tmpfs that copy is memory, counted in mlflow-server's 2 GiB limit: a bigger
     # artifact got the worker killed. The temporary directory is on disk now.
@@ -147,15 +173,16 @@ def test_an_artifact_bigger_than_the_servers_memory_limit_downloads_whole(stack,
     before = stack.inspect("mlflow-server")["RestartCount"]
     session = http_session(admin_auth)
     api = f"{mlflow_url}/api/2.0/mlflow"
-    experiment_id = session.post(f"{api}/experiments/create", json={"name": unique_name},
-                                 timeout=30).json()["experiment_id"]
-    run_id = session.post(f"{api}/runs/create", json={"experiment_id": experiment_id},
-                          timeout=30).json()["run"]["info"]["run_id"]
+    experiment_id = session.post(f"{api}/experiments/create", json={"name": unique_name}, timeout=30).json()[
+        "experiment_id"
+    ]
+    run_id = session.post(f"{api}/runs/create", json={"experiment_id": experiment_id}, timeout=30).json()[
+        "run"
+    ]["info"]["run_id"]
     url = f"{mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/huge.bin"
     body = _Pattern(limit + (256 << 20))
     try:
-        put = session.put(url, data=body, headers={"Content-Type": "application/octet-stream"},
-                          timeout=600)
+        put = session.put(url, data=body, headers={"Content-Type": "application/octet-stream"}, timeout=600)
         assert put.status_code == 200, put.text
         received, sha256 = 0, hashlib.sha256()
         with session.get(url, stream=True, timeout=600) as got:

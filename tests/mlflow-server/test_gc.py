@@ -62,28 +62,45 @@ def delete(stack, runs: list[str] = (), experiments: list[str] = ()) -> None:
 def make_gc(stack, **options: str) -> subprocess.CompletedProcess:
     """`make gc` as a user types it, for the session's stack."""
     compose = f"docker compose --env-file {stack.env_file} -f {REPO / 'docker-compose.yml'}"
-    command = ["make", "--no-print-directory", "gc", f"PROJECT={stack.project}", f"COMPOSE={compose}",
-               *(f"{name}={value}" for name, value in options.items())]
-    result = subprocess.run(command, cwd=REPO, env={**os.environ, **stack.secrets}, capture_output=True,
-                            text=True, timeout=900, check=False)
+    command = [
+        "make",
+        "--no-print-directory",
+        "gc",
+        f"PROJECT={stack.project}",
+        f"COMPOSE={compose}",
+        *(f"{name}={value}" for name, value in options.items()),
+    ]
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        env={**os.environ, **stack.secrets},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     output = result.stdout + result.stderr
     for name in ("MLFLOW_DB_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "FTPD_PASSWORD"):
         secret = stack.secrets[name]
-        assert secret not in output and urllib.parse.quote(secret, safe="") not in output, \
+        assert secret not in output and urllib.parse.quote(secret, safe="") not in output, (
             f"{name} in the output of make gc"
+        )
     return result
 
 
 def rows(stack, run_id: str) -> dict[str, list]:
     """Every row of a run, table by table (sorted, without the run's own timestamps' noise)."""
-    return {table: sorted(map(tuple, stack.psql(f"SELECT * FROM {table} WHERE run_uuid = '{run_id}'")))
-            for table in RUN_TABLES}
+    return {
+        table: sorted(map(tuple, stack.psql(f"SELECT * FROM {table} WHERE run_uuid = '{run_id}'")))
+        for table in RUN_TABLES
+    }
 
 
 def ftp_files(stack) -> dict[str, str]:
     """sha256 of every file on the artifact volume (uploads in progress left out)."""
-    out = stack.exec("ftpd", "sh", "-c", f"find {ARTIFACTS} -type f ! -name '.*.partial' "
-                     "-exec sha256sum {} +").stdout
+    out = stack.exec(
+        "ftpd", "sh", "-c", f"find {ARTIFACTS} -type f ! -name '.*.partial' -exec sha256sum {{}} +"
+    ).stdout
     return {path: digest for digest, path in (line.split(None, 1) for line in out.splitlines())}
 
 
@@ -95,13 +112,22 @@ def deleted_folders(stack) -> list[str]:
     """The folders gc may remove: those of every run and experiment deleted on this stack."""
     runs = stack.psql("SELECT experiment_id, run_uuid FROM runs WHERE lifecycle_stage = 'deleted'")
     experiments = stack.psql("SELECT experiment_id FROM experiments WHERE lifecycle_stage = 'deleted'")
-    return ([f"{ARTIFACTS}/{e}/{r}/" for e, r in runs] + [f"{ARTIFACTS}/{e}/" for (e,) in experiments])
+    return [f"{ARTIFACTS}/{e}/{r}/" for e, r in runs] + [f"{ARTIFACTS}/{e}/" for (e,) in experiments]
 
 
 def test_gc_purges_deleted_runs_and_experiments_and_keeps_everything_else(stack, unique_name):
-    made = create(stack, unique_name, ["kept", "doomed"],
-                  [("kept", "kept-1"), ("kept", "kept-2"), ("kept", "deleted"),
-                   ("doomed", "doomed-1"), ("doomed", "doomed-2")])
+    made = create(
+        stack,
+        unique_name,
+        ["kept", "doomed"],
+        [
+            ("kept", "kept-1"),
+            ("kept", "kept-2"),
+            ("kept", "deleted"),
+            ("doomed", "doomed-1"),
+            ("doomed", "doomed-2"),
+        ],
+    )
     kept_exp, doomed_exp = made["experiments"]["kept"], made["experiments"]["doomed"]
     runs = made["runs"]
     deleted_run = runs["deleted"]
@@ -133,9 +159,14 @@ def test_gc_purges_deleted_runs_and_experiments_and_keeps_everything_else(stack,
     files_after = ftp_files(stack)
     kept_files = {p: d for p, d in files_before.items() if not p.startswith(may_go)}
     assert {p: files_after.get(p) for p in kept_files} == kept_files
-    assert {f"{ARTIFACTS}/{kept_exp}/{runs[name]}/artifacts/{file}"
-            for name in kept_rows for file in ("top.txt", "a/other.txt", "a/b/c/deep.txt")} <= set(files_after)
-    assert stack.psql(f"SELECT lifecycle_stage FROM experiments WHERE experiment_id = {kept_exp}") == [["active"]]
+    assert {
+        f"{ARTIFACTS}/{kept_exp}/{runs[name]}/artifacts/{file}"
+        for name in kept_rows
+        for file in ("top.txt", "a/other.txt", "a/b/c/deep.txt")
+    } <= set(files_after)
+    assert stack.psql(f"SELECT lifecycle_stage FROM experiments WHERE experiment_id = {kept_exp}") == [
+        ["active"]
+    ]
 
 
 def test_gc_run_ids_and_older_than_limit_what_goes(stack, unique_name):
@@ -168,11 +199,17 @@ def test_gc_run_ids_and_older_than_limit_what_goes(stack, unique_name):
     assert exists(stack, f"{ARTIFACTS}/{experiment}/{unnamed}/artifacts/a/b/c/deep.txt")
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"OLDER_THAN": "thirty days"}, "Could not parse any time information from 'thirty days'"),
-    ({"RUN_IDS": "0123456789abcdef0123456789abcdef"}, "Run with id=0123456789abcdef0123456789abcdef not found"),
-    ({"EXPERIMENT_IDS": "0"}, "not in the deleted lifecycle stage"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"OLDER_THAN": "thirty days"}, "Could not parse any time information from 'thirty days'"),
+        (
+            {"RUN_IDS": "0123456789abcdef0123456789abcdef"},
+            "Run with id=0123456789abcdef0123456789abcdef not found",
+        ),
+        ({"EXPERIMENT_IDS": "0"}, "not in the deleted lifecycle stage"),
+    ],
+)
 def test_gc_bad_values_get_mlflows_message_and_fail(stack, options, message):
     result = make_gc(stack, **options)
     assert result.returncode != 0
@@ -185,8 +222,19 @@ def test_gc_says_when_the_tracking_server_is_not_running(stack, unique_name):
     made = create(stack, unique_name, ["exp"], [("exp", "deleted")])
     run_id = made["runs"]["deleted"]
     delete(stack, runs=[run_id])
-    result = stack.compose("run", "--rm", "--no-deps", "-T", "-e", "MLFLOW_GC_TRACKING_URI=http://no-such-server:5000",
-                           "-e", f"RUN_IDS={run_id}", "mlflow-migrate", "gc", check=False)
+    result = stack.compose(
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "-e",
+        "MLFLOW_GC_TRACKING_URI=http://no-such-server:5000",
+        "-e",
+        f"RUN_IDS={run_id}",
+        "mlflow-migrate",
+        "gc",
+        check=False,
+    )
     assert result.returncode != 0
     assert "mlflow-server is not running" in result.stdout
     assert stack.psql(f"SELECT lifecycle_stage FROM runs WHERE run_uuid = '{run_id}'") == [["deleted"]]
@@ -241,7 +289,11 @@ def test_delete_artifacts_removes_a_tree_deepest_first(stack, unique_name):
     bad = ("/etc", "../other", "z/../../x")
     assert {k: result[k] for k in bad} == dict.fromkeys(bad, "INVALID_PARAMETER_VALUE")
     left = stack.exec("ftpd", "find", f"{ARTIFACTS}/{folder}").stdout.split()
-    assert sorted(left) == [f"{ARTIFACTS}/{folder}", f"{ARTIFACTS}/{folder}/z", f"{ARTIFACTS}/{folder}/z/keep.txt"]
+    assert sorted(left) == [
+        f"{ARTIFACTS}/{folder}",
+        f"{ARTIFACTS}/{folder}/z",
+        f"{ARTIFACTS}/{folder}/z/keep.txt",
+    ]
     # The whole root of a repository, then again when it is gone.
     stack.python("mlflow-server", in_repository(folder, "repo.delete_artifacts()\nrepo.delete_artifacts()\n"))
     assert not exists(stack, f"{ARTIFACTS}/{folder}")
@@ -257,7 +309,9 @@ def test_delete_artifacts_failing_on_ftp_names_the_path_not_the_password(stack, 
         result = json.loads(out.strip().splitlines()[-1])
         assert "held" in result["message"] and "550" in result["message"], result
         secret = stack.secrets["FTPD_PASSWORD"]
-        assert secret not in result["message"] and urllib.parse.quote(secret, safe="") not in result["message"]
+        assert (
+            secret not in result["message"] and urllib.parse.quote(secret, safe="") not in result["message"]
+        )
         assert exists(stack, f"{held}/f")
     finally:
         stack.exec("ftpd", "sh", "-c", f"chmod 755 '{held}' && rm -rf '{ARTIFACTS}/{folder}'")

@@ -49,7 +49,9 @@ def test_rerun_on_a_current_schema_changes_nothing(stack):
     dumps_before = dumps(stack)
     assert "schema is current" in migrate(stack)
     assert stack.psql("SELECT version_num FROM alembic_version") == before
-    assert stack.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == tables
+    assert (
+        stack.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == tables
+    )
     assert dumps(stack) == dumps_before, "a dump was taken although nothing was migrated"
 
 
@@ -81,15 +83,29 @@ def test_the_database_password_is_in_no_command_line_and_no_error(stack):
     result: dict[str, subprocess.CompletedProcess] = {}
     # The `postgres` database: MLflow's role may connect to it (PUBLIC's default) but not create
     # tables there, so the migration gets as far as the upgrade and fails in it.
-    run = threading.Thread(target=lambda: result.update(done=stack.compose(
-        "run", "--rm", "--no-deps", "-T", "-e", "MLFLOW_DB_NAME=postgres",
-        "mlflow-migrate", check=False)))
+    run = threading.Thread(
+        target=lambda: result.update(
+            done=stack.compose(
+                "run",
+                "--rm",
+                "--no-deps",
+                "-T",
+                "-e",
+                "MLFLOW_DB_NAME=postgres",
+                "mlflow-migrate",
+                check=False,
+            )
+        )
+    )
     run.start()
     seen: set[str] = set()
     while run.is_alive():
         # From the start: the entrypoint's own steps (it URL-encodes the password) included.
-        seen.update(subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True,
-                                   check=False).stdout.splitlines())
+        seen.update(
+            subprocess.run(
+                ["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=False
+            ).stdout.splitlines()
+        )
     run.join()
     # The poll did watch the job: its process was on the host's list.
     assert any("/opt/mlflow-server/migrate.py" in line for line in seen), "ps never saw the migration run"

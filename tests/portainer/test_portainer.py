@@ -28,8 +28,17 @@ def test_wiring(stack):
 @pytest.mark.portainer
 def test_admin_logs_in_with_the_preset_password(stack, portainer_available):
     url = stack.url("portainer", 9443, scheme="https")
-    password = stack.compose("run", "--rm", "--no-deps", "-T", "--entrypoint", "cat", "secrets-init",
-                             "/secrets/portainer/portainer-admin-password").stdout
-    response = requests.post(f"{url}/api/auth", json={"username": "admin", "password": password},
-                             verify=False, timeout=10)
+    password = stack.compose(
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "--entrypoint",
+        "cat",
+        "secrets-init",
+        "/secrets/portainer/portainer-admin-password",
+    ).stdout
+    response = requests.post(
+        f"{url}/api/auth", json={"username": "admin", "password": password}, verify=False, timeout=10
+    )
     assert response.status_code == 200 and "jwt" in response.json()

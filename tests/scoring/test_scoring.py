@@ -140,15 +140,25 @@ print(json.dumps({{"columns": list(frame.columns), "dtypes": [str(t) for t in fr
 
 def score(stack, *, user: dict | None = None, **settings: str) -> subprocess.CompletedProcess:
     """Run score.sh for this session's stack; as another caller when `user` (other_caller)."""
-    env = {**os.environ, "PROJECT": stack.project, "ENV_FILE": str(stack.env_file),
-           "CHUNK": CHUNK, **settings}
+    env = {
+        **os.environ,
+        "PROJECT": stack.project,
+        "ENV_FILE": str(stack.env_file),
+        "CHUNK": CHUNK,
+        **settings,
+    }
     command = [str(SCORE)]
     if user is not None:
-        command = ["setpriv", f"--reuid={user['uid']}", f"--regid={user['uid']}",
-                   f"--groups={user['docker_gid']}", "--", *command]
+        command = [
+            "setpriv",
+            f"--reuid={user['uid']}",
+            f"--regid={user['uid']}",
+            f"--groups={user['docker_gid']}",
+            "--",
+            *command,
+        ]
         env.update(HOME=user["home"], ENV_FILE=user["env_file"])
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=1800)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert stack.secrets["MLFLOW_ADMIN_PASSWORD"] not in result.stdout + result.stderr
     return result
 
@@ -159,8 +169,16 @@ def other_caller(stack):
     docker group for the socket, with a HOME of their own holding the Compose plugin (here it
     is installed under root's home) and a copy of the stack's env file (the original is in
     pytest's root-only temporary directory; it holds ports, no secret)."""
-    plugin = subprocess.run(["docker", "info", "-f", "{{range .ClientInfo.Plugins}}{{if eq .Name "
-                             "\"compose\"}}{{.Path}}{{end}}{{end}}"], capture_output=True, text=True).stdout.strip()
+    plugin = subprocess.run(
+        [
+            "docker",
+            "info",
+            "-f",
+            '{{range .ClientInfo.Plugins}}{{if eq .Name "compose"}}{{.Path}}{{end}}{{end}}',
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     if not plugin:
         pytest.skip("the Docker Compose plugin's path cannot be found, to install it for another user")
     home = Path(tempfile.mkdtemp(prefix="wbscore-home-"))
@@ -170,8 +188,12 @@ def other_caller(stack):
     shutil.copy(stack.env_file, home / "test.env")
     for path in [home, *home.rglob("*")]:
         os.chown(path, OTHER_UID, OTHER_UID)
-    yield {"uid": OTHER_UID, "home": str(home), "env_file": str(home / "test.env"),
-           "docker_gid": os.stat("/var/run/docker.sock").st_gid}
+    yield {
+        "uid": OTHER_UID,
+        "home": str(home),
+        "env_file": str(home / "test.env"),
+        "docker_gid": os.stat("/var/run/docker.sock").st_gid,
+    }
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -205,9 +227,21 @@ def inputs(data, workdir) -> dict[tuple[str, str], Path]:
 @pytest.fixture(scope="module", autouse=True)
 def no_container_left(stack):
     yield
-    left = subprocess.run(["docker", "ps", "-a", "-q", "--filter", "label=org.workbench.scoring=true",
-                           "--filter", f"label=org.workbench.project={stack.project}"],
-                          capture_output=True, text=True, check=True).stdout.split()
+    left = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            "label=org.workbench.scoring=true",
+            "--filter",
+            f"label=org.workbench.project={stack.project}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert not left, f"scoring containers left behind: {left}"
 
 
@@ -231,8 +265,9 @@ def check_predictions(stack, output: Path, id_column: str, expected: dict) -> di
         # Two orders of adding the same n = 11 terms differ by at most 2·n·u·Σ|terms| (u = 2⁻⁵³):
         # each row must be within that bound (~1e-12 here; neighbouring rows' predictions are
         # ~10 apart, so any row mixed up or mis-parsed would fail).
-        for row, (g, want, bound) in enumerate(zip(got["predictions"], expected["predictions"],
-                                                   expected["bounds"], strict=True)):
+        for row, (g, want, bound) in enumerate(
+            zip(got["predictions"], expected["predictions"], expected["bounds"], strict=True)
+        ):
             assert abs(g - want) <= bound, f"row {row}: {g!r} != {want!r} (bound {bound:.2e})"
     else:
         # The classifier: labels, exactly (XGBoost's trees compare each value to thresholds;
@@ -254,16 +289,27 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("engine,case,in_fmt,out_fmt,id_setting,as_other", CASES,
-                         ids=[f"{c[0]}-{c[1]}-{c[2]}-to-{c[3]}{'-uid' if c[5] else ''}" for c in CASES])
-def test_scores_as_the_loaded_model(stack, data, inputs, workdir, request, engine, case, in_fmt,
-                                    out_fmt, id_setting, as_other):
+@pytest.mark.parametrize(
+    "engine,case,in_fmt,out_fmt,id_setting,as_other",
+    CASES,
+    ids=[f"{c[0]}-{c[1]}-{c[2]}-to-{c[3]}{'-uid' if c[5] else ''}" for c in CASES],
+)
+def test_scores_as_the_loaded_model(
+    stack, data, inputs, workdir, request, engine, case, in_fmt, out_fmt, id_setting, as_other
+):
     user = request.getfixturevalue("other_caller") if as_other else None
     expected = data[case]
     out_dir = workdir / f"out-{uuid.uuid4().hex[:8]}"  # created by score.sh, as the caller
     output = out_dir / f"predictions.{out_fmt}"
-    result = score(stack, user=user, MODEL=f"models:/{expected['model']}@champion",
-                   INPUT=str(inputs[case, in_fmt]), OUTPUT=str(output), ID=id_setting, ENGINE=engine)
+    result = score(
+        stack,
+        user=user,
+        MODEL=f"models:/{expected['model']}@champion",
+        INPUT=str(inputs[case, in_fmt]),
+        OUTPUT=str(output),
+        ID=id_setting,
+        ENGINE=engine,
+    )
     assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
 
     id_column = id_setting or ("row" if case == "noid" else "id")
@@ -294,17 +340,28 @@ def test_the_container_gets_the_input_file_read_only_and_a_new_output_directory(
     expected = data["diabetes"]
     name = f"mounts-{uuid.uuid4().hex[:8]}.csv"
     output = REPO / "predictions" / name
-    env = {**os.environ, "PROJECT": stack.project, "ENV_FILE": str(stack.env_file), "CHUNK": CHUNK,
-           "MODEL": f"models:/{expected['model']}@champion", "INPUT": str(inputs["diabetes", "csv"]),
-           "OUTPUT": f"predictions/{name}"}
+    env = {
+        **os.environ,
+        "PROJECT": stack.project,
+        "ENV_FILE": str(stack.env_file),
+        "CHUNK": CHUNK,
+        "MODEL": f"models:/{expected['model']}@champion",
+        "INPUT": str(inputs["diabetes", "csv"]),
+        "OUTPUT": f"predictions/{name}",
+    }
     try:
-        container, result = run_inspecting([str(SCORE)], env=env, labels=[
-            "org.workbench.scoring=true", f"org.workbench.project={stack.project}"])
+        container, result = run_inspecting(
+            [str(SCORE)],
+            env=env,
+            labels=["org.workbench.scoring=true", f"org.workbench.project={stack.project}"],
+        )
         assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
         assert container, "no scoring container seen"
         mounts = sorted((m["Type"], m["Source"], m["Destination"], m["RW"]) for m in container["Mounts"])
         stage = [m[1] for m in mounts if m[3]]
-        assert len(stage) == 1 and re.fullmatch(rf"\.{re.escape(name)}\.[\d-]+\.d", Path(stage[0]).name), mounts
+        assert len(stage) == 1 and re.fullmatch(rf"\.{re.escape(name)}\.[\d-]+\.d", Path(stage[0]).name), (
+            mounts
+        )
         assert Path(stage[0]).parent == output.parent and not Path(stage[0]).exists()
         input_file = str(inputs["diabetes", "csv"].resolve())
         assert mounts == sorted([("bind", input_file, input_file, False), ("bind", stage[0], stage[0], True)])
@@ -348,17 +405,31 @@ def test_every_model_uri_mlflow_loads_scores_the_same(stack, data, inputs, workd
 
 def test_the_scoring_image_has_jupyters_library_versions():
     """A model logged in JupyterLab loads with the very libraries it was logged with."""
+
     def pins(path: Path) -> dict[str, str]:
         return dict(re.findall(r"^([a-z0-9._-]+)==(\S+)", path.read_text(), re.M))
 
-    jupyter, scoring = pins(REPO / "jupyter" / "requirements.txt"), pins(REPO / "scoring" / "requirements.txt")
-    for package in ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy", "pyarrow",
-                    "cloudpickle", "skops"):
+    jupyter, scoring = (
+        pins(REPO / "jupyter" / "requirements.txt"),
+        pins(REPO / "scoring" / "requirements.txt"),
+    )
+    for package in (
+        "mlflow",
+        "scikit-learn",
+        "xgboost-cpu",
+        "pandas",
+        "numpy",
+        "scipy",
+        "pyarrow",
+        "cloudpickle",
+        "skops",
+    ):
         assert scoring[package] == jupyter[package], package
     assert not {p for p in scoring if p.startswith("nvidia")}, "GPU libraries in the scoring image"
 
 
 # ---- a Spark cluster ----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def spark_cluster(stack, workdir):
@@ -368,11 +439,26 @@ def spark_cluster(stack, workdir):
     own, which reaches this machine, and so the driver, only through published ports, as a
     cluster elsewhere would. Removed afterwards."""
     image = "workbench/scoring:local"
-    context = subprocess.run([str(REPO / "tools" / "image-context.sh"), "scoring"], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["docker", "build", "-q", "-t", image, "--build-arg", "WORKBENCH_BASE=workbench/base:local",
-                    "--build-arg", f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}", "-"],
-                   input=context, check=True, capture_output=True)
+    context = subprocess.run(
+        [str(REPO / "tools" / "image-context.sh"), "scoring"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(
+        [
+            "docker",
+            "build",
+            "-q",
+            "-t",
+            image,
+            "--build-arg",
+            "WORKBENCH_BASE=workbench/base:local",
+            "--build-arg",
+            f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}",
+            "-",
+        ],
+        input=context,
+        check=True,
+        capture_output=True,
+    )
     suffix = uuid.uuid4().hex[:6]
     master, worker = f"{stack.project}-spark-master-{suffix}", f"{stack.project}-spark-worker-{suffix}"
     network = f"{stack.project}-spark-{suffix}"
@@ -386,24 +472,74 @@ def spark_cluster(stack, workdir):
             subprocess.run(["docker", "network", "create", network], check=True, capture_output=True)
             made["network"] = True
             on = network
-            gateway = subprocess.run(["docker", "network", "inspect", network, "-f",
-                                      "{{(index .IPAM.Config 0).Gateway}}"], capture_output=True,
-                                     text=True, check=True).stdout.strip()
+            gateway = subprocess.run(
+                ["docker", "network", "inspect", network, "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             port = free_port()
             publish = ["-p", f"{gateway}:{port}:7077"]
             cluster.update(gateway=gateway, url=f"spark://{gateway}:{port}")
         else:
             cluster["url"] = f"spark://{master}:7077"
-        run = ["docker", "run", "-d", "--network", on, "--init", "--read-only", "--tmpfs", "/tmp:rw,exec",
-               "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
-               "--label", f"org.workbench.project={stack.project}", "--entrypoint", "spark-class"]
-        subprocess.run([*run, "--name", master, *publish, image, "org.apache.spark.deploy.master.Master",
-                        "--host", master, "--port", "7077", "--webui-port", "8080"],
-                       check=True, capture_output=True)
-        subprocess.run([*run, "--name", worker, "-v", f"{workdir}:{workdir}", image,
-                        "org.apache.spark.deploy.worker.Worker", f"spark://{master}:7077",
-                        "--cores", "1", "--memory", "1g", "--work-dir", "/tmp/work"],
-                       check=True, capture_output=True)
+        run = [
+            "docker",
+            "run",
+            "-d",
+            "--network",
+            on,
+            "--init",
+            "--read-only",
+            "--tmpfs",
+            "/tmp:rw,exec",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges:true",
+            "--label",
+            f"org.workbench.project={stack.project}",
+            "--entrypoint",
+            "spark-class",
+        ]
+        subprocess.run(
+            [
+                *run,
+                "--name",
+                master,
+                *publish,
+                image,
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                master,
+                "--port",
+                "7077",
+                "--webui-port",
+                "8080",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *run,
+                "--name",
+                worker,
+                "-v",
+                f"{workdir}:{workdir}",
+                image,
+                "org.apache.spark.deploy.worker.Worker",
+                f"spark://{master}:7077",
+                "--cores",
+                "1",
+                "--memory",
+                "1g",
+                "--work-dir",
+                "/tmp/work",
+            ],
+            check=True,
+            capture_output=True,
+        )
         state = {}
         for _ in range(120):  # the worker registers within seconds; give a busy machine time
             state = master_state(master)
@@ -436,10 +572,19 @@ def free_port() -> int:
 
 def master_state(master: str) -> dict:
     """The standalone master's state (its web UI's JSON), read inside its container."""
-    out = subprocess.run(["docker", "exec", master, "python3", "-c",
-                          "import json, urllib.request; print(urllib.request.urlopen("
-                          "'http://localhost:8080/json/', timeout=5).read().decode())"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            "docker",
+            "exec",
+            master,
+            "python3",
+            "-c",
+            "import json, urllib.request; print(urllib.request.urlopen("
+            "'http://localhost:8080/json/', timeout=5).read().decode())",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         return {}
     try:
@@ -450,8 +595,9 @@ def master_state(master: str) -> dict:
         return {}
 
 
-@pytest.mark.parametrize("remote", [False, pytest.param(True, marks=pytest.mark.slow)],
-                         ids=["same-network", "remote"])
+@pytest.mark.parametrize(
+    "remote", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["same-network", "remote"]
+)
 def test_the_same_job_runs_on_a_spark_cluster(stack, data, inputs, workdir, spark_cluster, remote):
     """MASTER=spark://host:7077 is the only change: the driver (the scoring container) reaches
     the tracking server, the executors get the model from the driver (spark_udf ships it) and
@@ -461,16 +607,24 @@ def test_the_same_job_runs_on_a_spark_cluster(stack, data, inputs, workdir, spar
     expected = data["diabetes"]
     output = workdir / f"cluster-{uuid.uuid4().hex[:8]}.csv"
     settings = {"DRIVER_HOST": cluster["gateway"], "DRIVER_PORT": str(free_port())} if remote else {}
-    result = score(stack, MODEL=f"models:/{expected['model']}@champion",
-                   INPUT=str(inputs["diabetes", "csv"]), OUTPUT=str(output), ENGINE="spark",
-                   MASTER=cluster["url"], **settings)
+    result = score(
+        stack,
+        MODEL=f"models:/{expected['model']}@champion",
+        INPUT=str(inputs["diabetes", "csv"]),
+        OUTPUT=str(output),
+        ENGINE="spark",
+        MASTER=cluster["url"],
+        **settings,
+    )
     assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
     assert f"Spark 4.3.0 on {cluster['url']}" in result.stdout
     check_predictions(stack, output, "id", expected)
     apps = master_state(cluster["master"]).get("completedapps", [])
     assert [(a["name"], a["state"]) for a in apps] == [("workbench-score", "FINISHED")], apps
 
+
 # ---- bad input --------------------------------------------------------------------------------
+
 
 def bad(stack, inputs, workdir, **settings: str) -> subprocess.CompletedProcess:
     if "MODEL" not in settings:
@@ -491,18 +645,25 @@ def test_an_output_inside_the_repository_is_refused(stack, data, inputs, workdir
     from outside, is refused before anything runs, and nothing is created."""
     name = f"refused-{uuid.uuid4().hex[:8]}.csv"
     link = workdir / f"repo-link-{uuid.uuid4().hex[:8]}"
-    output = {"repository": name, "new-folder": f"scoring/{name[:-4]}/{name}",
-              "symlink": str(link / name)}[where]
+    output = {"repository": name, "new-folder": f"scoring/{name[:-4]}/{name}", "symlink": str(link / name)}[
+        where
+    ]
     if where == "symlink":
         link.symlink_to(REPO)
     try:
-        result = score(stack, MODEL=f"models:/{data['diabetes']['model']}@champion",
-                       INPUT=str(inputs["diabetes", "csv"]), OUTPUT=output)
+        result = score(
+            stack,
+            MODEL=f"models:/{data['diabetes']['model']}@champion",
+            INPUT=str(inputs["diabetes", "csv"]),
+            OUTPUT=output,
+        )
     finally:
         link.unlink(missing_ok=True)
     assert result.returncode != 0
-    assert result.stderr.startswith(f"error: OUTPUT={output} is inside the workbench's repository "
-                                    f"({REPO.resolve()}): write it outside, or under predictions/"), result.stderr
+    assert result.stderr.startswith(
+        f"error: OUTPUT={output} is inside the workbench's repository "
+        f"({REPO.resolve()}): write it outside, or under predictions/"
+    ), result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert not (REPO / name).exists() and not (REPO / "scoring" / name[:-4]).exists()
     assert not list(REPO.glob(f".{name}.*")), "a directory was made in the repository"
@@ -524,9 +685,18 @@ def test_an_unknown_extension(stack, data, inputs, workdir, setting):
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_an_unknown_id_column(stack, data, inputs, workdir, fmt):
-    result = bad(stack, inputs, workdir, model=data["diabetes"]["model"],
-                 INPUT=str(inputs["diabetes", fmt]), ID="customer")
-    assert f"error: ID=customer: {inputs['diabetes', fmt]} has no column 'customer'; its columns:" in result.stderr
+    result = bad(
+        stack,
+        inputs,
+        workdir,
+        model=data["diabetes"]["model"],
+        INPUT=str(inputs["diabetes", fmt]),
+        ID="customer",
+    )
+    assert (
+        f"error: ID=customer: {inputs['diabetes', fmt]} has no column 'customer'; its columns:"
+        in result.stderr
+    )
 
 
 def test_columns_the_signature_requires_are_missing(stack, data, inputs, workdir):
@@ -534,8 +704,10 @@ def test_columns_the_signature_requires_are_missing(stack, data, inputs, workdir
     header = lines[0].split(",")
     drop = [header.index("bmi"), header.index("s5")]
     path = workdir / "without-bmi-s5.csv"
-    path.write_text("\n".join(",".join(v for i, v in enumerate(line.split(",")) if i not in drop)
-                              for line in lines[:50]) + "\n")
+    path.write_text(
+        "\n".join(",".join(v for i, v in enumerate(line.split(",")) if i not in drop) for line in lines[:50])
+        + "\n"
+    )
     result = bad(stack, inputs, workdir, model=data["diabetes"]["model"], INPUT=str(path))
     assert "lacks column(s) the model's signature requires: bmi, s5" in result.stderr, result.stderr
 

@@ -22,8 +22,16 @@ import uuid
 
 import pytest
 
-from utils.serving import (SERVE, UNKNOWN, free_port, model_images_removed_afterwards, remove_image,
-                           resolve, run_inspecting, serve)
+from utils.serving import (
+    SERVE,
+    UNKNOWN,
+    free_port,
+    model_images_removed_afterwards,
+    remove_image,
+    resolve,
+    run_inspecting,
+    serve,
+)
 from utils.stack import http_session
 
 REGISTER = r"""
@@ -75,9 +83,15 @@ def served(stack, model):
                 port = free_port()
                 uri = f"models:/{model['name']}@{alias}"
                 result = serve(stack, "serve", MODEL=uri, PORT=str(port), WORKERS="2")
-                assert result.returncode == 0, f"serve {uri} failed\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
-                servers[version] = {"url": f"http://127.0.0.1:{port}", "port": port, "uri": uri,
-                                    "output": result.stdout}
+                assert result.returncode == 0, (
+                    f"serve {uri} failed\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+                )
+                servers[version] = {
+                    "url": f"http://127.0.0.1:{port}",
+                    "port": port,
+                    "uri": uri,
+                    "output": result.stdout,
+                }
             yield servers
         finally:
             for server in servers.values():
@@ -87,11 +101,17 @@ def served(stack, model):
 def containers(stack, model, label: str = "") -> list[dict]:
     """The served-model containers of this module's model (or those with `label`)."""
     label = label or f"org.workbench.model.name={model['name']}"
-    filters = ["--filter", "label=org.workbench.serving=true",
-               "--filter", f"label=org.workbench.project={stack.project}",
-               "--filter", f"label={label}"]
-    ids = subprocess.run(["docker", "ps", "-a", "-q", *filters], capture_output=True, text=True,
-                         check=True).stdout.split()
+    filters = [
+        "--filter",
+        "label=org.workbench.serving=true",
+        "--filter",
+        f"label=org.workbench.project={stack.project}",
+        "--filter",
+        f"label={label}",
+    ]
+    ids = subprocess.run(
+        ["docker", "ps", "-a", "-q", *filters], capture_output=True, text=True, check=True
+    ).stdout.split()
     if not ids:
         return []
     out = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True)
@@ -100,8 +120,9 @@ def containers(stack, model, label: str = "") -> list[dict]:
 
 def predict(url: str, body, content_type: str = "application/json"):
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return http_session().post(f"{url}/invocations", data=data, timeout=30,
-                               headers={"Content-Type": content_type})
+    return http_session().post(
+        f"{url}/invocations", data=data, timeout=30, headers={"Content-Type": content_type}
+    )
 
 
 def payloads(model) -> dict[str, tuple[object, str]]:
@@ -115,8 +136,10 @@ def payloads(model) -> dict[str, tuple[object, str]]:
         "dataframe_split": ({"dataframe_split": {"columns": columns, "data": data}}, "application/json"),
         "dataframe_records": ({"dataframe_records": records}, "application/json"),
         "instances": ({"instances": records}, "application/json"),
-        "inputs": ({"inputs": {c: [row[i] for row in data] for i, c in enumerate(columns)}},
-                   "application/json"),
+        "inputs": (
+            {"inputs": {c: [row[i] for row in data] for i, c in enumerate(columns)}},
+            "application/json",
+        ),
         "text/csv": (text.getvalue(), "text/csv"),
     }
 
@@ -143,12 +166,16 @@ def test_two_versions_are_served_side_by_side(stack, served, model):
         assert c["Config"]["Image"] == f"workbench-model/{model['name']}:{version}"
         assert c["State"]["Health"]["Status"] == "healthy"
         assert c["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-        assert c["HostConfig"]["PortBindings"]["8080/tcp"] == [{"HostIp": "127.0.0.1",
-                                                                "HostPort": str(server["port"])}]
+        assert c["HostConfig"]["PortBindings"]["8080/tcp"] == [
+            {"HostIp": "127.0.0.1", "HostPort": str(server["port"])}
+        ]
         assert {"MLFLOW_MODELS_WORKERS=2", "UVICORN_ACCESS_LOG=false"} <= set(c["Config"]["Env"])
         # uvicorn's fast loop and parser are in the image (it picks them up when installed).
-        subprocess.run(["docker", "exec", c["Id"], "python", "-c", "import uvloop, httptools"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "exec", c["Id"], "python", "-c", "import uvloop, httptools"],
+            check=True,
+            capture_output=True,
+        )
     ps = serve(stack, "ps")
     assert all(served[v]["uri"] in ps.stdout for v in served), ps.stdout
 
@@ -194,20 +221,33 @@ def test_served_containers_run_hardened(stack, served, model):
     assert len(running) == 2
     for c in running:
         assert_hardened(c, 2 * 1024**3, 512)
-        top = subprocess.run(["docker", "top", c["Id"], "-o", "pid,uid,comm"], capture_output=True,
-                             text=True, check=True).stdout.splitlines()[1:]
+        top = subprocess.run(
+            ["docker", "top", c["Id"], "-o", "pid,uid,comm"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[1:]
         assert top and all(line.split()[1] == "65534" for line in top), top
 
 
 BAD_REQUESTS = {
     "malformed JSON": ('{"dataframe_split": {"columns": ', "application/json", 400, "JSON"),
-    "missing columns": ({"dataframe_split": {"columns": ["sepal length (cm)"], "data": [[5.1]]}},
-                        "application/json", 400, "missing inputs"),
-    "wrong columns": ({"dataframe_records": [{"a": 1.0, "b": 2.0}]}, "application/json", 400,
-                      "missing inputs"),
+    "missing columns": (
+        {"dataframe_split": {"columns": ["sepal length (cm)"], "data": [[5.1]]}},
+        "application/json",
+        400,
+        "missing inputs",
+    ),
+    "wrong columns": (
+        {"dataframe_records": [{"a": 1.0, "b": 2.0}]},
+        "application/json",
+        400,
+        "missing inputs",
+    ),
     "wrong types": (None, "application/json", 400, "convert"),
-    "unknown format key": ({"rows": [[1, 2, 3, 4]]}, "application/json", 400,
-                           "exactly one of the input fields"),
+    "unknown format key": (
+        {"rows": [[1, 2, 3, 4]]},
+        "application/json",
+        400,
+        "exactly one of the input fields",
+    ),
     "empty body": ("", "application/json", 400, "JSON"),
     "wrong content type": ("5.1,3.5,1.4,0.2", "text/plain", 415, "content types"),
     "bad CSV": ("nonsense\n", "text/csv", 400, "missing inputs"),
@@ -233,8 +273,10 @@ def test_an_oversized_body_is_refused_without_being_read(served, model):
     101 MB, send a few bytes, get 413 at once (bounded: nothing big is sent)."""
     port = served["1"]["port"]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 105906176\r\nConnection: close\r\n\r\n{}")
+        s.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 105906176\r\nConnection: close\r\n\r\n{}"
+        )
         answer = s.recv(4096).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer
     assert "Request Entity Too Large" in answer
@@ -249,6 +291,7 @@ def still_up(url: str, model) -> None:
 
 
 # ---- the OpenAPI document each served model publishes ----
+
 
 @pytest.fixture(scope="module")
 def openapi(served) -> dict[str, dict]:
@@ -309,10 +352,21 @@ def test_the_documents_schema_refuses_what_the_server_refuses(openapi):
     import jsonschema
 
     schema = _request_schema(openapi["1"])
-    bad = [BAD_REQUESTS["missing columns"][0], BAD_REQUESTS["wrong columns"][0],
-           BAD_REQUESTS["unknown format key"][0],
-           {"dataframe_records": [{"sepal length (cm)": "x", "sepal width (cm)": 1.0,
-                                   "petal length (cm)": 1.0, "petal width (cm)": 1.0}]}]
+    bad = [
+        BAD_REQUESTS["missing columns"][0],
+        BAD_REQUESTS["wrong columns"][0],
+        BAD_REQUESTS["unknown format key"][0],
+        {
+            "dataframe_records": [
+                {
+                    "sepal length (cm)": "x",
+                    "sepal width (cm)": 1.0,
+                    "petal length (cm)": 1.0,
+                    "petal width (cm)": 1.0,
+                }
+            ]
+        },
+    ]
     for body in bad:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(body, schema)
@@ -323,12 +377,15 @@ def test_the_served_model_is_reachable_from_jupyterlab(stack, served, model):
     notebooks/05-serving-client.ipynb calls."""
     port = served["1"]["port"]
     body = json.dumps(payloads(model)["dataframe_split"][0])
-    out = stack.python("jupyter", f"""
+    out = stack.python(
+        "jupyter",
+        f"""
 import json, requests
 r = requests.post("http://serve-{port}:8080/invocations", data={body!r},
                   headers={{"Content-Type": "application/json"}}, timeout=30)
 print(r.status_code, json.dumps(r.json()))
-""")
+""",
+    )
     status, answer = out.strip().splitlines()[-1].split(" ", 1)
     assert status == "200" and json.loads(answer) == {"predictions": model["predictions"]["1"]}
 
@@ -346,10 +403,18 @@ def test_a_port_in_use_by_another_program_fails_and_leaves_no_container(stack, s
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {**os.environ, "PROJECT": stack.project, "ENV_FILE": str(stack.env_file),
-               "MODEL": served["1"]["uri"], "PORT": str(port)}
-        tools, result = run_inspecting([str(SERVE), "serve"], env=env, labels=[
-            "org.workbench.serving.tools=true", f"org.workbench.project={stack.project}"])
+        env = {
+            **os.environ,
+            "PROJECT": stack.project,
+            "ENV_FILE": str(stack.env_file),
+            "MODEL": served["1"]["uri"],
+            "PORT": str(port),
+        }
+        tools, result = run_inspecting(
+            [str(SERVE), "serve"],
+            env=env,
+            labels=["org.workbench.serving.tools=true", f"org.workbench.project={stack.project}"],
+        )
     assert tools, f"no tools container seen\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     host = tools["HostConfig"]
     assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
@@ -364,7 +429,9 @@ def test_a_port_in_use_by_another_program_fails_and_leaves_no_container(stack, s
     assert f"is port {port} in use by something else?" in result.stderr, result.stderr
     assert "already built from this model version" in result.stdout  # no second build
     assert {c["Config"]["Labels"]["org.workbench.serving.port"] for c in containers(stack, model)} == {
-        str(served["1"]["port"]), str(served["2"]["port"])}
+        str(served["1"]["port"]),
+        str(served["2"]["port"]),
+    }
 
 
 # ---- every model URI MLflow loads ----
@@ -376,15 +443,14 @@ def test_a_port_in_use_by_another_program_fails_and_leaves_no_container(stack, s
 # characters) come from the module's model.
 URI_FORMS = [
     pytest.param("models:/{name}/Staging", "2", "models:/{name}/2", "{name}", "2", id="stage"),
-    pytest.param("models:/{name}/staging", "2", "models:/{name}/2", "{name}", "2",
-                 id="stage-lower-case"),
+    pytest.param("models:/{name}/staging", "2", "models:/{name}/2", "{name}", "2", id="stage-lower-case"),
     pytest.param("models:/{name}/latest", "2", "models:/{name}/2", "{name}", "2", id="latest"),
     pytest.param("models:/{name}@champion", "1", "models:/{name}/1", "{name}", "1", id="alias"),
     pytest.param("models:/{name}/1", "1", "models:/{name}/1", "{name}", "1", id="version"),
-    pytest.param("models:/{model_id}", "1", "models:/{model_id}", "model", "{model_id}",
-                 id="logged-model-id"),
-    pytest.param("runs:/{run_id}/model", "1", "runs:/{run_id}/model", "model", "run-{run12}",
-                 id="run"),
+    pytest.param(
+        "models:/{model_id}", "1", "models:/{model_id}", "model", "{model_id}", id="logged-model-id"
+    ),
+    pytest.param("runs:/{run_id}/model", "1", "runs:/{run_id}/model", "model", "run-{run12}", id="run"),
 ]
 # Served end to end: the stage (its image is version 2's, built by `served`: reused, no build),
 # and the run's model, the one more image this builds (from the same files as version 1: the
@@ -393,8 +459,9 @@ SERVED_FORMS = {"models:/{name}/Staging", "runs:/{run_id}/model"}
 
 
 @pytest.mark.parametrize("form,version,pinned,image_name,image_version", URI_FORMS)
-def test_every_model_uri_mlflow_loads_is_served(stack, served, model, form, version, pinned,
-                                               image_name, image_version):
+def test_every_model_uri_mlflow_loads_is_served(
+    stack, served, model, form, version, pinned, image_name, image_version
+):
     """Each form MLflow's own load_model accepts resolves (in serve.sh's tools container) to the
     immutable URI of what it names now, tagged by a name and version Docker accepts; the
     deprecated stage URI without a deprecation warning. Two forms are served and answer as the
@@ -405,7 +472,10 @@ def test_every_model_uri_mlflow_loads_is_served(stack, served, model, form, vers
     resolved, stderr = resolve(stack, uri)
     assert "error" not in resolved, resolved
     assert (resolved["uri"], resolved["name"], resolved["version"]) == (
-        pinned.format(**fill), image_name.format(**fill), image_version.format(**fill))
+        pinned.format(**fill),
+        image_name.format(**fill),
+        image_version.format(**fill),
+    )
     assert re.fullmatch(r"\w[\w.-]{0,127}", resolved["version"]), "not a Docker tag"
     assert "get_latest_versions" not in stderr, stderr
 
@@ -425,7 +495,8 @@ def test_every_model_uri_mlflow_loads_is_served(stack, served, model, form, vers
             assert "already built from this model version" in result.stdout  # version 2's image
         running = containers(stack, model, label=f"org.workbench.model.uri={uri}")
         assert [c["Name"].lstrip("/") for c in running] == [
-            f"{stack.project}-serve-{image_name.format(**fill)}-v{resolved['version']}-p{port}"]
+            f"{stack.project}-serve-{image_name.format(**fill)}-v{resolved['version']}-p{port}"
+        ]
         assert running[0]["Config"]["Image"] == image
         labels = running[0]["Config"]["Labels"]
         assert labels["org.workbench.model.version"] == resolved["version"]

@@ -24,14 +24,37 @@ def crash(stack: Stack, service: str) -> float:
 
 def wait_healthy(stack: Stack, service: str, *, timeout: float = 120) -> float:
     """Wait for the healthcheck to pass again; returns the monotonic time it did."""
-    wait_until(lambda: stack.inspect(service)["State"].get("Health", {}).get("Status") == "healthy",
-               timeout=timeout, interval=0.5, what=f"{service} healthy again")
+    wait_until(
+        lambda: stack.inspect(service)["State"].get("Health", {}).get("Status") == "healthy",
+        timeout=timeout,
+        interval=0.5,
+        what=f"{service} healthy again",
+    )
     return time.monotonic()
 
 
 def start_in(stack: Stack, service: str, code: str, *args: str) -> subprocess.Popen:
     """Start Python code inside a service's container, in the background; stdout is a pipe."""
-    command = ["docker", "compose", "-p", stack.project, "--env-file", str(stack.env_file),
-               "exec", "-T", service, "python3", "-u", "-c", code, *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **stack.secrets})
+    command = [
+        "docker",
+        "compose",
+        "-p",
+        stack.project,
+        "--env-file",
+        str(stack.env_file),
+        "exec",
+        "-T",
+        service,
+        "python3",
+        "-u",
+        "-c",
+        code,
+        *args,
+    ]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **stack.secrets},
+    )

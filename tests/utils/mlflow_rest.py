@@ -24,14 +24,16 @@ class MlflowRest:
 
     def _get(self, endpoint: str, **params) -> dict:
         response = self.http.get(f"{self.url}/api/2.0/mlflow/{endpoint}", params=params, timeout=30)
-        assert response.status_code == 200, \
+        assert response.status_code == 200, (
             f"GET {endpoint} {params}: {response.status_code} {response.text[:500]}"
+        )
         return response.json()
 
     def _post(self, endpoint: str, body: dict) -> dict:
         response = self.http.post(f"{self.url}/api/2.0/mlflow/{endpoint}", json=body, timeout=30)
-        assert response.status_code == 200, \
+        assert response.status_code == 200, (
             f"POST {endpoint} {body}: {response.status_code} {response.text[:500]}"
+        )
         return response.json()
 
     def _get_or_none(self, endpoint: str, key: str, **params) -> dict | None:
@@ -52,8 +54,12 @@ class MlflowRest:
         clauses = [c for c in (filter, f"attributes.start_time >= {since_ms}" if since_ms else "") if c]
         runs, token = [], None
         while True:
-            body = {"experiment_ids": [experiment["experiment_id"]], "filter": " and ".join(clauses),
-                    "max_results": 1000, "order_by": ["attributes.start_time DESC"]}
+            body = {
+                "experiment_ids": [experiment["experiment_id"]],
+                "filter": " and ".join(clauses),
+                "max_results": 1000,
+                "order_by": ["attributes.start_time DESC"],
+            }
             if token:
                 body["page_token"] = token
             page = self._post("runs/search", body)
@@ -75,8 +81,10 @@ class MlflowRest:
         return sorted((int(m.get("step", 0)), m["value"]) for m in history)
 
     def logged_models(self, experiment_id: str, run_id: str) -> list[dict]:
-        found = self._post("logged-models/search", {"experiment_ids": [experiment_id],
-                                                    "filter": f"source_run_id = '{run_id}'"})
+        found = self._post(
+            "logged-models/search",
+            {"experiment_ids": [experiment_id], "filter": f"source_run_id = '{run_id}'"},
+        )
         return [m["info"] for m in found.get("models", [])]
 
     def registered_model(self, name: str) -> dict | None:

@@ -39,8 +39,9 @@ def free_port() -> int:
 
 def serve(stack: Stack, command: str, **settings: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PROJECT": stack.project, "ENV_FILE": str(stack.env_file), **settings}
-    return subprocess.run([str(SERVE), command], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=1800)
+    return subprocess.run(
+        [str(SERVE), command], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800
+    )
 
 
 @contextmanager
@@ -65,14 +66,17 @@ def served_model(stack: Stack, uri: str, name: str):
     with model_images_removed_afterwards(name):
         try:
             result = serve(stack, "serve", MODEL=uri, PORT=str(port))
-            assert result.returncode == 0, f"serve {uri} failed\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+            assert result.returncode == 0, (
+                f"serve {uri} failed\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+            )
             yield f"http://127.0.0.1:{port}", f"http://serve-{port}:8080"
         finally:
             serve(stack, "stop", MODEL=uri, PORT="")
 
 
-def run_inspecting(command: list[str], *, env: dict[str, str], labels: list[str],
-                   timeout: float = 1800) -> tuple[dict, subprocess.CompletedProcess]:
+def run_inspecting(
+    command: list[str], *, env: dict[str, str], labels: list[str], timeout: float = 1800
+) -> tuple[dict, subprocess.CompletedProcess]:
     """Run `command` (serve.sh, score.sh) and `docker inspect` the short-lived container it starts
     (the one with every label in `labels`) while it runs. Returns that inspection (empty if the
     command ended before such a container was seen) and the command's result."""
@@ -81,8 +85,9 @@ def run_inspecting(command: list[str], *, env: dict[str, str], labels: list[str]
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
 
         def seen() -> dict | None:
-            ids = subprocess.run(["docker", "ps", "-q", *filters], capture_output=True, text=True,
-                                 check=True).stdout.split()
+            ids = subprocess.run(
+                ["docker", "ps", "-q", *filters], capture_output=True, text=True, check=True
+            ).stdout.split()
             if ids:
                 found = subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True)
                 if found.returncode == 0:
@@ -103,8 +108,9 @@ def run_inspecting(command: list[str], *, env: dict[str, str], labels: list[str]
 
 
 def remove_model_images(name: str) -> None:
-    images = subprocess.run(["docker", "image", "ls", "-q", f"workbench-model/{name}"],
-                            capture_output=True, text=True).stdout.split()
+    images = subprocess.run(
+        ["docker", "image", "ls", "-q", f"workbench-model/{name}"], capture_output=True, text=True
+    ).stdout.split()
     if images:
         subprocess.run(["docker", "image", "rm", "-f", *images], capture_output=True)
 
@@ -114,11 +120,29 @@ def resolve(stack: Stack, uri: str) -> tuple[dict, str]:
     name, version...; or {"error": message}), and its stderr. Needs the tools image (any
     serve.sh serve of this test session builds it)."""
     result = subprocess.run(
-        ["docker", "run", "--rm", "-i", "--network", f"{stack.project}_frontend",
-         "-e", "MLFLOW_TRACKING_URI=http://mlflow-server:5000", "-e", "MLFLOW_TRACKING_USERNAME=admin",
-         "--entrypoint", "python3", TOOLS_IMAGE, "-c", RESOLVE, uri],
-        input=f"password={stack.secrets['MLFLOW_ADMIN_PASSWORD']}\n", capture_output=True,
-        text=True, timeout=300)
+        [
+            "docker",
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            f"{stack.project}_frontend",
+            "-e",
+            "MLFLOW_TRACKING_URI=http://mlflow-server:5000",
+            "-e",
+            "MLFLOW_TRACKING_USERNAME=admin",
+            "--entrypoint",
+            "python3",
+            TOOLS_IMAGE,
+            "-c",
+            RESOLVE,
+            uri,
+        ],
+        input=f"password={stack.secrets['MLFLOW_ADMIN_PASSWORD']}\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 

@@ -30,15 +30,20 @@ def image_present(image: str) -> bool:
 def debian_image() -> str:
     """The Debian image base/Dockerfile builds FROM: what base/bootstrap-debian-image.sh --print
     names (debian:bookworm-slim, or where it cannot be pulled workbench/debian-bootstrap)."""
-    return subprocess.run([str(REPO / "base" / "bootstrap-debian-image.sh"), "--print"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [str(REPO / "base" / "bootstrap-debian-image.sh"), "--print"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def http_session(auth: tuple[str, str] | None = None) -> requests.Session:
     """A session that retries connection errors and 502/503/504 a few times (not 4xx)."""
     session = requests.Session()
-    retry = Retry(total=5, connect=5, read=2, backoff_factor=0.5, status_forcelist=[502, 503, 504],
-                  allowed_methods=None)
+    retry = Retry(
+        total=5, connect=5, read=2, backoff_factor=0.5, status_forcelist=[502, 503, 504], allowed_methods=None
+    )
     session.mount("http://", HTTPAdapter(max_retries=retry))
     session.auth = auth
     return session
@@ -56,18 +61,31 @@ class Stack:
     env_file: Path
     secrets: dict[str, str] = field(default_factory=dict)
 
-    def compose(self, *args: str, check: bool = True, timeout: float = 900,
-                input: str | None = None) -> subprocess.CompletedProcess:
+    def compose(
+        self, *args: str, check: bool = True, timeout: float = 900, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         env = {**os.environ, **self.secrets}
         # The Debian image to build on, as `make` picks it (official, else the air-gapped bootstrap).
         env.setdefault("WORKBENCH_DEBIAN_IMAGE", debian_image())
-        command = ["docker", "compose", "-p", self.project, "--env-file", str(self.env_file),
-                   "-f", str(REPO / "docker-compose.yml"), *args]
-        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                                timeout=timeout, input=input)
+        command = [
+            "docker",
+            "compose",
+            "-p",
+            self.project,
+            "--env-file",
+            str(self.env_file),
+            "-f",
+            str(REPO / "docker-compose.yml"),
+            *args,
+        ]
+        result = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, input=input
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n"
-                                 f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}")
+            raise AssertionError(
+                f"{' '.join(command)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+            )
         return result
 
     def services(self) -> list[str]:
@@ -76,16 +94,39 @@ class Stack:
 
     def up(self, *services: str, build: bool = False) -> None:
         """`up --wait`: returns once every started service's healthcheck passes."""
-        self.compose("up", "-d", *(["--build"] if build else []), "--wait", "--wait-timeout", "600",
-                     *(services or self.services()), timeout=3600)
+        self.compose(
+            "up",
+            "-d",
+            *(["--build"] if build else []),
+            "--wait",
+            "--wait-timeout",
+            "600",
+            *(services or self.services()),
+            timeout=3600,
+        )
 
     def down(self, *, volumes: bool = False) -> None:
         self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []), timeout=300)
 
-    def exec(self, service: str, *command: str, user: str | None = None, check: bool = True,
-             input: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-        return self.compose("exec", "-T", *(["--user", user] if user else []), service, *command,
-                            check=check, input=input, timeout=timeout)
+    def exec(
+        self,
+        service: str,
+        *command: str,
+        user: str | None = None,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 900,
+    ) -> subprocess.CompletedProcess:
+        return self.compose(
+            "exec",
+            "-T",
+            *(["--user", user] if user else []),
+            service,
+            *command,
+            check=check,
+            input=input,
+            timeout=timeout,
+        )
 
     def python(self, service: str, code: str, *, check: bool = True, timeout: float = 900) -> str:
         """Run Python code (fed on stdin) inside a service's container; returns stdout."""
@@ -93,8 +134,23 @@ class Stack:
 
     def psql(self, sql: str, *, database: str = "mlflow") -> list[list[str]]:
         """Query as the postgres superuser over the container's Unix socket (peer auth)."""
-        out = self.exec("postgres", "psql", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                        "-U", "postgres", "-d", database, "-c", sql).stdout
+        out = self.exec(
+            "postgres",
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-F",
+            "\t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
+        ).stdout
         return [line.split("\t") for line in out.splitlines() if line]
 
     def port(self, service: str, container_port: int) -> str:
@@ -110,8 +166,9 @@ class Stack:
         return self.compose("ps", "-q", service).stdout.strip()
 
     def inspect(self, service: str) -> dict:
-        out = subprocess.run(["docker", "inspect", self.container_id(service)], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            ["docker", "inspect", self.container_id(service)], capture_output=True, text=True, check=True
+        ).stdout
         return json.loads(out)[0]
 
     def logs(self, *services: str) -> str:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], *, timeout: float, interval: float = 1.0,
-               what: str = "condition") -> T:
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float, interval: float = 1.0, what: str = "condition"
+) -> T:
     """Call `predicate` until it returns a truthy value (returned) or `timeout` seconds pass.
 
     Exceptions count as "not yet"; the last value or exception is in the timeout's message.

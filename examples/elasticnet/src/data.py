@@ -17,6 +17,8 @@ def load_split(test_size: float = 0.25, random_state: int = 42):
 
 
 def scores(y_true, y_pred) -> dict[str, float]:
-    return {"rmse": root_mean_squared_error(y_true, y_pred),
-            "mae": mean_absolute_error(y_true, y_pred),
-            "r2": r2_score(y_true, y_pred)}
+    return {
+        "rmse": root_mean_squared_error(y_true, y_pred),
+        "mae": mean_absolute_error(y_true, y_pred),
+        "r2": r2_score(y_true, y_pred),
+    }

@@ -20,10 +20,13 @@ def train(alpha: float, l1_ratio: float) -> str:
         metrics = scores(y_test, predictions)
         mlflow.log_params({"alpha": alpha, "l1_ratio": l1_ratio})
         mlflow.log_metrics(metrics)
-        mlflow.sklearn.log_model(model, name="model", input_example=X_test.head(3),
-                                 signature=infer_signature(X_test, predictions))
-        print(f"ElasticNet(alpha={alpha}, l1_ratio={l1_ratio}): "
-              + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+        mlflow.sklearn.log_model(
+            model, name="model", input_example=X_test.head(3), signature=infer_signature(X_test, predictions)
+        )
+        print(
+            f"ElasticNet(alpha={alpha}, l1_ratio={l1_ratio}): "
+            + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+        )
         return run.info.run_id
 
 

@@ -26,8 +26,9 @@ def tune(n_trials: int) -> str:
         for i, point in enumerate(ParameterSampler(space, n_iter=n_trials, random_state=42)):
             with mlflow.start_run(run_name=f"trial-{i:02d}", nested=True):
                 model = ElasticNet(random_state=42, max_iter=10_000, **point)
-                cv_rmse = -cross_val_score(model, X_train, y_train, cv=5,
-                                           scoring="neg_root_mean_squared_error").mean()
+                cv_rmse = -cross_val_score(
+                    model, X_train, y_train, cv=5, scoring="neg_root_mean_squared_error"
+                ).mean()
                 mlflow.log_params(point)
                 mlflow.log_metric("cv_rmse", cv_rmse)
             if best is None or cv_rmse < best[1]:
@@ -37,8 +38,9 @@ def tune(n_trials: int) -> str:
         predictions = model.predict(X_test)
         mlflow.log_params({f"best_{k}": v for k, v in point.items()})
         mlflow.log_metrics({"best_cv_rmse": cv_rmse, **scores(y_test, predictions)})
-        mlflow.sklearn.log_model(model, name="model", input_example=X_test.head(3),
-                                 signature=infer_signature(X_test, predictions))
+        mlflow.sklearn.log_model(
+            model, name="model", input_example=X_test.head(3), signature=infer_signature(X_test, predictions)
+        )
         print(f"best of {n_trials} trials: {point} cv_rmse={cv_rmse:.3f}")
         return parent.info.run_id
 

@@ -10,14 +10,18 @@ from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_err
 
 
 def evaluate(train_run_id: str) -> str:
-    test_set = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=train_run_id,
-                                                               artifact_path="data/test.csv"))
+    test_set = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=train_run_id, artifact_path="data/test.csv")
+    )
     X, y = test_set.drop(columns="target"), test_set["target"]
     model_uri = mlflow.get_run(train_run_id).data.tags["model_uri"]  # models:/<model_id>
     model = mlflow.pyfunc.load_model(model_uri)
     predictions = model.predict(X)
-    metrics = {"rmse": root_mean_squared_error(y, predictions),
-               "mae": mean_absolute_error(y, predictions), "r2": r2_score(y, predictions)}
+    metrics = {
+        "rmse": root_mean_squared_error(y, predictions),
+        "mae": mean_absolute_error(y, predictions),
+        "r2": r2_score(y, predictions),
+    }
     with mlflow.start_run() as run:
         mlflow.log_param("train_run_id", train_run_id)
         mlflow.set_tag("model_uri", model_uri)

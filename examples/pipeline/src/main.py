@@ -17,8 +17,14 @@ PROJECT = str(Path(__file__).resolve().parents[1])
 
 
 def step(entry_point: str, parameters: dict, experiment_id: str) -> str:
-    submitted = mlflow.run(PROJECT, entry_point=entry_point, parameters=parameters,
-                           env_manager="local", experiment_id=experiment_id, run_name=entry_point)
+    submitted = mlflow.run(
+        PROJECT,
+        entry_point=entry_point,
+        parameters=parameters,
+        env_manager="local",
+        experiment_id=experiment_id,
+        run_name=entry_point,
+    )
     return submitted.run_id
 
 
@@ -35,11 +41,19 @@ def main(argv: list[str] | None = None) -> None:
         mlflow.log_params(vars(args))
         train_id = step("train", {"alpha": args.alpha, "test_size": args.test_size}, experiment_id)
         evaluate_id = step("evaluate", {"train_run_id": train_id}, experiment_id)
-        register_id = step("register", {"train_run_id": train_id, "evaluate_run_id": evaluate_id,
-                                        "model_name": args.model_name, "min_r2": args.min_r2},
-                           experiment_id)
-        mlflow.set_tags({"train_run_id": train_id, "evaluate_run_id": evaluate_id,
-                         "register_run_id": register_id})
+        register_id = step(
+            "register",
+            {
+                "train_run_id": train_id,
+                "evaluate_run_id": evaluate_id,
+                "model_name": args.model_name,
+                "min_r2": args.min_r2,
+            },
+            experiment_id,
+        )
+        mlflow.set_tags(
+            {"train_run_id": train_id, "evaluate_run_id": evaluate_id, "register_run_id": register_id}
+        )
         evaluation = mlflow.get_run(evaluate_id).data.metrics
         mlflow.log_metrics(evaluation)
         print(f"pipeline done: train {train_id}, evaluate {evaluate_id}, register {register_id}")

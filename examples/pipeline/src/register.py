@@ -16,8 +16,14 @@ from mlflow import MlflowClient
 def register(train_run_id: str, evaluate_run_id: str, model_name: str, min_r2: float) -> str:
     evaluation = mlflow.artifacts.load_dict(f"runs:/{evaluate_run_id}/evaluation.json")
     with mlflow.start_run() as run:
-        mlflow.log_params({"train_run_id": train_run_id, "evaluate_run_id": evaluate_run_id,
-                           "model_name": model_name, "min_r2": min_r2})
+        mlflow.log_params(
+            {
+                "train_run_id": train_run_id,
+                "evaluate_run_id": evaluate_run_id,
+                "model_name": model_name,
+                "min_r2": min_r2,
+            }
+        )
         if evaluation["r2"] < min_r2:
             mlflow.set_tag("registered", "false")
             print(f"not registered: r2 {evaluation['r2']:.3f} < min_r2 {min_r2}")

@@ -24,8 +24,9 @@ def train(alpha: float, test_size: float) -> str:
     with mlflow.start_run() as run:
         mlflow.log_params({"alpha": alpha, "test_size": test_size, "rows_train": len(train_set)})
         model = Ridge(alpha=alpha).fit(X, y)
-        info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(3),
-                                        signature=infer_signature(X, model.predict(X)))
+        info = mlflow.sklearn.log_model(
+            model, name="model", input_example=X.head(3), signature=infer_signature(X, model.predict(X))
+        )
         # MLflow 3 keeps models apart from run artifacts (models:/<model_id>): the next steps
         # find this run's model through this tag.
         mlflow.set_tag("model_uri", info.model_uri)
