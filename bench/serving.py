@@ -130,10 +130,10 @@ def _client(url: str, body: bytes, count: int, barrier, deadline_s: float, resul
         while len(latencies) < count and time.perf_counter() < deadline:
             latencies.append(conn.request())
         results.put((latencies, start, time.perf_counter(), time.process_time() - cpu, None))
-    except Exception as e:  # reported by the parent
+    except Exception as e:  # noqa: BLE001 (reported by the parent, whatever it is)
         try:
             barrier.abort()
-        except Exception:
+        except Exception:  # noqa: BLE001 (already broken: nothing more to do)
             pass
         results.put(([], 0.0, 0.0, 0.0, repr(e)))
     finally:
@@ -279,7 +279,7 @@ def in_process(body: bytes) -> dict:
     }.items():
         try:
             out[f"{name}_ms"] = statistics.median(timed(fn, REQUESTS, SECONDS)) * 1000
-        except Exception as e:  # e.g. a flavor without get_raw_model
+        except Exception as e:  # noqa: BLE001 (e.g. a flavor without get_raw_model: reported)
             progress(f"in-process {name}: {e!r}")
     out["app_ms"] = statistics.median(asgi_app_timings(app, body, REQUESTS, SECONDS)) * 1000
     return out

@@ -169,7 +169,7 @@ class ModelInputs:
                 return types[0], [f"prediction_{i}" for i in range(spec.shape[1])]
             return types[0], []
         names = [s.name or str(i) for i, s in enumerate(specs)]
-        return ", ".join(f"`{n}` {t}" for n, t in zip(names, types)), names
+        return ", ".join(f"`{n}` {t}" for n, t in zip(names, types, strict=False)), names
 
     def output_names(self) -> list[str] | None:
         specs = self.outputs.inputs if self.outputs is not None else []
@@ -482,7 +482,9 @@ def score_spark(
                 if isinstance(kind, StructType)
                 else [F.col("prediction")[i] for i in range(len(names))]
             )
-            scored = scored.select(F.col(f"`{id_out}`"), *[part.alias(n) for part, n in zip(parts, names)])
+            scored = scored.select(
+                F.col(f"`{id_out}`"), *[part.alias(n) for part, n in zip(parts, names, strict=False)]
+            )
 
         # Progress: every finished chunk adds its rows (and itself) to accumulators, which reach
         # the driver when its task ends. The pass-through costs one more trip of the (ID,

@@ -99,7 +99,7 @@ def example_frame(example: dict | None) -> tuple[list[str], list[list]] | None:
     inputs = example.get("inputs")
     if isinstance(inputs, dict) and inputs and all(isinstance(v, list) for v in inputs.values()):
         columns = list(inputs)
-        return columns, [list(row) for row in zip(*inputs.values())]
+        return columns, [list(row) for row in zip(*inputs.values(), strict=False)]
     return None
 
 
@@ -110,7 +110,7 @@ def format_examples(example: dict | None) -> dict[str, dict]:
     if frame is None:
         return {"stored": {"summary": "the model's input example", "value": example}} if example else {}
     columns, rows = frame
-    records = [dict(zip(columns, row)) for row in rows]
+    records = [dict(zip(columns, row, strict=False)) for row in rows]
     bodies = {
         "dataframe_split": {"dataframe_split": {"columns": columns, "data": rows}},
         "dataframe_records": {"dataframe_records": records},

@@ -136,7 +136,7 @@ def _new_page(browser: Browser, request, screenshot_dir: Path, **context_options
         try:
             page.screenshot(path=path, timeout=WAIT_MS)
             print(f"screenshot of the failing page: {path} ({page.url})")
-        except Exception as error:  # the page may be what broke
+        except Exception as error:  # noqa: BLE001 (the page may be what broke)
             print(f"no screenshot of the failing page: {error}")
     context.close()
 

@@ -127,7 +127,7 @@ def predict(url: str, body, content_type: str = "application/json"):
 
 def payloads(model) -> dict[str, tuple[object, str]]:
     columns, data = model["columns"], model["data"]
-    records = [dict(zip(columns, row)) for row in data]
+    records = [dict(zip(columns, row, strict=False)) for row in data]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns)
@@ -258,7 +258,7 @@ BAD_REQUESTS = {
 def test_bad_input_gets_a_readable_4xx_and_the_server_stays_up(served, model, case):
     body, content_type, status, phrase = BAD_REQUESTS[case]
     if case == "wrong types":
-        record = dict(zip(model["columns"], model["data"][0]))
+        record = dict(zip(model["columns"], model["data"][0], strict=False))
         record[model["columns"][0]] = "not a number"
         body = {"dataframe_records": [record]}
     url = served["1"]["url"]
