@@ -129,6 +129,20 @@ gc: prerequisites ## purge deleted runs and experiments, rows and files [OLDER_T
 	@$(DC) run --rm --no-deps -T -e OLDER_THAN -e RUN_IDS -e EXPERIMENT_IDS -e LOGGED_MODEL_IDS \
 		mlflow-migrate gc
 
+# The audit trail (mlflow-server/server-app/workbench_audit.py): every mutating call, newest
+# last, read in a one-shot container of the mlflow-server image. Filters as environment only.
+.PHONY: audit
+audit: export WHO ?=
+audit: export SINCE ?=
+audit: export UNTIL ?=
+audit: export ACTION ?=
+audit: export STATUS ?=
+audit: export TARGET ?=
+audit: export LIMIT ?=
+audit: prerequisites ## list the audit trail [WHO=user SINCE=2026-12-01 UNTIL=… ACTION=runs/delete STATUS=403 TARGET=<id> LIMIT=1000]
+	@$(DC) run --rm --no-deps -T -e WHO -e SINCE -e UNTIL -e ACTION -e STATUS -e TARGET -e LIMIT \
+		mlflow-migrate audit
+
 .PHONY: bench
 bench: build ## benchmark in a stack of its own (removed at the end); writes bench/results/<date>.md
 	@WORKBENCH_COMPOSE="$$COMPOSE -p $$PROJECT" bench/run.sh

@@ -4,7 +4,8 @@
 # in the compose file, the image or `docker inspect`), then execs the server, which reads every
 # setting from its MLFLOW_* variables. `entrypoint.sh migrate` runs the one-shot schema
 # migration instead (the mlflow-migrate service, migrate.py); `entrypoint.sh gc`, MLflow's
-# garbage collection of deleted runs and experiments (make gc, gc.py).
+# garbage collection of deleted runs and experiments (make gc, gc.py); `entrypoint.sh audit`, the
+# audit trail (make audit, server-app/workbench_audit.py).
 set -Eeo pipefail
 # shellcheck source=../base/bin/file-env.sh
 source /usr/local/bin/file-env.sh
@@ -57,6 +58,9 @@ _main() {
 	fi
 	if [[ "${1:-}" == gc ]]; then
 		exec python3 /opt/mlflow-server/gc.py
+	fi
+	if [[ "${1:-}" == audit ]]; then
+		exec python3 -m workbench_audit
 	fi
 	# /tmp is the mlflow-server-scratch volume (staged downloads): drop what a server stopped in
 	# the middle of a download left there.

@@ -195,6 +195,31 @@ def bootstrap_basic_auth(head: str) -> None:
     log(f"basic-auth user store brought to {head}; its admin user exists")
 
 
+# The workbench's audit trail (server-app/workbench_audit.py), in MLflow's database: in its dumps
+# and backups. MLflow's migrations leave tables they do not know alone.
+AUDIT_TABLE = """
+CREATE TABLE IF NOT EXISTS workbench_audit (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL,
+    username text,
+    method text NOT NULL,
+    route text NOT NULL,
+    status integer NOT NULL,
+    targets jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS workbench_audit_at ON workbench_audit (at);
+CREATE INDEX IF NOT EXISTS workbench_audit_username ON workbench_audit (username, at);
+"""
+
+
+def create_audit_table() -> None:
+    engine = sqlalchemy.create_engine(os.environ["MLFLOW_BACKEND_STORE_URI"])
+    with engine.begin() as connection:
+        connection.exec_driver_sql(AUDIT_TABLE)
+    engine.dispose()
+    log("audit trail table is there (workbench_audit)")
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["heads"]:
         print(json.dumps(schema_heads()))
@@ -205,6 +230,7 @@ if __name__ == "__main__":
     try:
         main(heads["tracking"])
         bootstrap_basic_auth(heads["auth"])
+        create_audit_table()
     except Exception as exc:  # noqa: BLE001 -- any failure: its traceback goes through the redacting stream too
         traceback.print_exc()
         print(f"mlflow-migrate: failed: {type(exc).__name__}: {exc}", file=sys.stderr)

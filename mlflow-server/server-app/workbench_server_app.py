@@ -262,7 +262,10 @@ def create_app():
     from mlflow.server import app as flask_app
     from mlflow.server.auth import create_app as create_basic_auth_app
 
-    from workbench_guard import RequestGuard  # outermost, whatever the settings (its docstring says why)
+    # Outermost, whatever the settings: the audit trail (it sees every request, refused ones too),
+    # then the request guard (its docstring says why).
+    from workbench_audit import AuditTrail, add_audit_route
+    from workbench_guard import RequestGuard
 
     app = create_basic_auth_app(flask_app)
     if not hasattr(app, "router"):  # not under uvicorn: MLflow's Flask app, as it is
@@ -275,15 +278,16 @@ def create_app():
         "verified_mlflow_version": VERIFIED_MLFLOW_VERSION,
     }
     _add_status_route(app, status)
+    add_audit_route(app)
     _FastPathGauge().set(reason is None)
     if reason:
         _logger.warning("workbench: fast paths OFF (%s): MLflow's own app answers every request", reason)
-        return RequestGuard(app)
+        return AuditTrail(RequestGuard(app))
     streamed = _setting("WORKBENCH_STREAMED_DOWNLOADS")
     if streamed:
         _add_streamed_downloads(app)
     _logger.info("workbench: fast paths on (MLflow %s)", mlflow.__version__)
-    return RequestGuard(FastPaths(app, flask_app, kept, streamed_downloads=streamed))
+    return AuditTrail(RequestGuard(FastPaths(app, flask_app, kept, streamed_downloads=streamed)))
 
 
 def _add_status_route(app, status: dict) -> None:
