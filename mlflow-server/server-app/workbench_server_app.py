@@ -159,6 +159,8 @@ KEPT_MIDDLEWARES = {
 # fast metric path writes MLflow's tables itself.
 SCHEMA_HEADS = os.environ.get("WORKBENCH_SCHEMA_HEADS", "/opt/mlflow-server/schema-heads.json")
 STATUS_PATH = "/health/fast-paths"
+# Seconds a client refused for a busy artifact store (503) is told to wait.
+RETRY_AFTER = "5"
 
 # The resolved names (a namespace of MLFLOW_NAMES' keys), set by create_app when all were found.
 mlflow_api = None
@@ -699,7 +701,7 @@ def _add_streamed_downloads(app) -> None:
 async def download_artifact(artifact_path: str):
     """An artifact from the workbench's FTP store, streamed from the RETR; anything else (another
     store, a directory, a missing file, a bad path) is MLflow's own route's to answer."""
-    from fastapi.responses import StreamingResponse
+    from fastapi.responses import JSONResponse, StreamingResponse
 
     try:
         if not mlflow_api.serving_proxied_artifacts():
@@ -711,7 +713,13 @@ async def download_artifact(artifact_path: str):
         stream = await open_stream(path)
         if stream is None:
             raise _HandOn
-    except Exception:  # noqa: BLE001 (anything unexpected: MLflow's own route answers)
+    except Exception as exc:  # noqa: BLE001 (anything unexpected: MLflow's own route answers)
+        if getattr(exc, "error_code", None) == "TEMPORARILY_UNAVAILABLE":
+            # The FTP plugin's bound on large downloads: a 503 now, saying when to come back
+            # (MLflow's own route would answer it without Retry-After).
+            return JSONResponse(
+                json.loads(exc.serialize_as_json()), 503, headers={"Retry-After": RETRY_AFTER}
+            )
         return await mlflow_api.download_artifact(artifact_path)
     size, chunks = stream
     filename = posixpath.basename(path)

@@ -34,9 +34,11 @@ def container_env(stack, service: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in stack.inspect(service)["Config"]["Env"])
 
 
-def stalled_download(address: str, path: str, auth: tuple[str, str]) -> tuple[socket.socket, int, int, bytes]:
+def stalled_download(
+    address: str, path: str, auth: tuple[str, str]
+) -> tuple[socket.socket, int, dict, bytes]:
     """GET path, read the status line, the headers and a few bytes, then read nothing more: the
-    socket, the status, the Content-Length (0 when none) and the body bytes read with the headers."""
+    socket, the status, the headers (lower-case names) and the body bytes read with the headers."""
     host, port = address.rsplit(":", 1)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: stalls sooner
@@ -55,7 +57,7 @@ def stalled_download(address: str, path: str, auth: tuple[str, str]) -> tuple[so
     head, start = head.split(b"\r\n\r\n", 1)
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    return sock, int(lines[0].split()[1]), int(headers.get("content-length", 0)), start
+    return sock, int(lines[0].split()[1]), headers, start
 
 
 def read_all(sock: socket.socket) -> bytes:
@@ -142,7 +144,8 @@ def test_stalled_downloads_are_bounded_and_cut_while_others_are_answered(stack, 
     try:
         refused = 0
         for _ in range(bound + 4):
-            sock, status, length, start = stalled_download(address, big_path, users["sloth"])
+            sock, status, headers, start = stalled_download(address, big_path, users["sloth"])
+            length = int(headers.get("content-length", 0))
             if status == 200:
                 assert length == BIG
                 held.append((sock, length))
@@ -152,6 +155,7 @@ def test_stalled_downloads_are_bounded_and_cut_while_others_are_answered(stack, 
                 assert status == 503, f"a download over the bound got {status}"
                 refused += 1
                 assert b"The artifact store is busy" in body, body[:300]
+                assert headers.get("retry-after") == "5", headers
         # Bounded: never more than the workers' download slots stream at once.
         assert len(held) <= bound and refused >= 4, (len(held), refused)
 
