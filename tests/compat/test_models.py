@@ -8,7 +8,6 @@ and then used by the load test and by the one parametrized serving test.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import textwrap
 import uuid
@@ -16,8 +15,8 @@ import uuid
 import pytest
 
 from compat.conftest import run_snippet
-from utils.serving import STAND_IN, free_port, remove_model_images, serve
-from utils.stack import REPO, http_session, image_present
+from utils.serving import STAND_IN, build_scoring_image, free_port, remove_model_images, serve
+from utils.stack import http_session, image_present
 
 # What every snippet adds at its end: the ids, and the predictions of the model loaded back as
 # its own flavor and as a pyfunc, on the input the serving test sends too.
@@ -430,29 +429,7 @@ def test_spark_udf_in_the_scoring_image(stack, logged_models, admin_auth):
     """A registered model applied to a Spark DataFrame with MLflow's spark_udf, in the scoring
     image (make score's), on the stack's network, as a batch job would."""
     model = logged_models("sklearn-random-forest")
-    image = "workbench/scoring:local"
-    # Built as make score builds it: scoring/ with the shared tools/model_tools.py.
-    context = subprocess.run(
-        [str(REPO / "tools" / "image-context.sh"), "scoring"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(
-        [
-            "docker",
-            "build",
-            "-q",
-            "-t",
-            image,
-            "--build-arg",
-            "WORKBENCH_BASE=workbench/base:local",
-            "--build-arg",
-            f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}",
-            "-",
-        ],
-        input=context,
-        check=True,
-        capture_output=True,
-        timeout=3600,
-    )
+    image = build_scoring_image()
     code = SPARK_UDF.replace("MODEL_URI", repr(f"models:/{model['registered']}/{model['version']}")).replace(
         "SAMPLE", repr({k: model["sample"][k] for k in ("columns", "data")})
     )

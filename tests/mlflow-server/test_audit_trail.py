@@ -8,12 +8,10 @@ audit` and GET /api/2.0/workbench/audit; other users get 403. Counted per user a
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from pathlib import Path
 
-from utils.stack import http_session
+from utils.stack import http_session, run_make
 from utils.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -190,24 +188,7 @@ def test_only_admins_read_the_trail(stack, mlflow_url, admin_auth, unique_name):
     assert (record["method"], record["status"]) == ("POST", 200)
 
     # make audit, as an admin of the machine types it, for the session's stack.
-    compose = f"docker compose --env-file {stack.env_file} -f {REPO / 'docker-compose.yml'}"
-    result = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "audit",
-            f"PROJECT={stack.project}",
-            f"COMPOSE={compose}",
-            "ACTION=users/create",
-            f"TARGET={user}",
-        ],
-        cwd=REPO,
-        env={**os.environ, **stack.secrets},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = run_make(stack, "audit", "ACTION=users/create", f"TARGET={user}")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if "/api/2.0/mlflow/users/create" in line]
     assert len(lines) == 1 and " admin " in lines[0] and " 200 " in lines[0], result.stdout

@@ -7,13 +7,12 @@ real make target, against the session's stack.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.parse
 
 import pytest
 
-from utils.stack import REPO
+from utils.stack import run_make
 
 ARTIFACTS = "/srv/ftp/artifacts"
 RUN_TABLES = ["runs", "metrics", "latest_metrics", "params", "tags"]
@@ -61,24 +60,7 @@ def delete(stack, runs: list[str] = (), experiments: list[str] = ()) -> None:
 
 def make_gc(stack, **options: str) -> subprocess.CompletedProcess:
     """`make gc` as a user types it, for the session's stack."""
-    compose = f"docker compose --env-file {stack.env_file} -f {REPO / 'docker-compose.yml'}"
-    command = [
-        "make",
-        "--no-print-directory",
-        "gc",
-        f"PROJECT={stack.project}",
-        f"COMPOSE={compose}",
-        *(f"{name}={value}" for name, value in options.items()),
-    ]
-    result = subprocess.run(
-        command,
-        cwd=REPO,
-        env={**os.environ, **stack.secrets},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    result = run_make(stack, "gc", *(f"{name}={value}" for name, value in options.items()))
     output = result.stdout + result.stderr
     for name in ("MLFLOW_DB_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "FTPD_PASSWORD"):
         secret = stack.secrets[name]

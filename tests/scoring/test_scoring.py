@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.serving import UNKNOWN, run_inspecting
+from utils.serving import UNKNOWN, build_scoring_image, run_inspecting
 from utils.stack import REPO
 
 SCORE = REPO / "scoring" / "score.sh"
@@ -438,27 +438,7 @@ def spark_cluster(stack, workdir):
     cluster's workers share). On the stack's frontend network, or `remote`: on a network of its
     own, which reaches this machine, and so the driver, only through published ports, as a
     cluster elsewhere would. Removed afterwards."""
-    image = "workbench/scoring:local"
-    context = subprocess.run(
-        [str(REPO / "tools" / "image-context.sh"), "scoring"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(
-        [
-            "docker",
-            "build",
-            "-q",
-            "-t",
-            image,
-            "--build-arg",
-            "WORKBENCH_BASE=workbench/base:local",
-            "--build-arg",
-            f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}",
-            "-",
-        ],
-        input=context,
-        check=True,
-        capture_output=True,
-    )
+    image = build_scoring_image()
     suffix = uuid.uuid4().hex[:6]
     master, worker = f"{stack.project}-spark-master-{suffix}", f"{stack.project}-spark-worker-{suffix}"
     network = f"{stack.project}-spark-{suffix}"

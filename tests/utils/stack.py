@@ -176,3 +176,27 @@ class Stack:
 
     def read_secret(self, service: str, name: str) -> str:
         return self.exec(service, "cat", f"/run/secrets/{name}").stdout
+
+
+def run_make(
+    stack: Stack, target: str, *assignments: str, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """`make <target> NAME=value...` as a user types it, for the session's stack (its project,
+    env file and secrets); never raises on a non-zero exit."""
+    compose = f"docker compose --env-file {stack.env_file} -f {REPO / 'docker-compose.yml'}"
+    return subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            target,
+            f"PROJECT={stack.project}",
+            f"COMPOSE={compose}",
+            *assignments,
+        ],
+        cwd=REPO,
+        env={**os.environ, **stack.secrets},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
