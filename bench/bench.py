@@ -2,8 +2,9 @@
   (a) the plain setup of the public tutorials (`plain-mlflow`: `mlflow server` defaults, the same
       Postgres, --default-artifact-root ftp://..., clients write to FTP directly), and
   (b) the floor: raw psycopg2 inserts, raw ftplib STOR/RETR, a local copy.
-Each figure is the median of BENCH_REPS repetitions. Loads are bounded in count and target only
-the stack's own containers. Prints a Markdown table (JSON with --json) on stdout; progress on stderr.
+Each figure is measured BENCH_REPS times and kept whole: its median, min, max and every value
+(bench/spread.py); bench/report.py judges the targets on the worst repetition. Loads are bounded in count and target only
+the stack's own containers. Prints the figures as JSON on stdout; progress on stderr.
 
 Runs inside the `bench` container (bench/compose.yml): `make bench`.
 """
@@ -16,7 +17,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -38,6 +38,8 @@ from mlflow.entities import Metric, Param  # noqa: E402
 from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry  # noqa: E402
 from mlflow.store.artifact.ftp_artifact_repo import FTPArtifactRepository  # noqa: E402
 
+from spread import spread, spread_dict  # noqa: E402 (bench/spread.py, beside this file)
+
 # The plain setup's clients are MLflow as the tutorials install it, with its own FTP repository.
 # This image (mlflow-server's) also holds the workbench's FTP plugin, which takes ftp:// over in
 # every process, this one included: give ftp:// back to MLflow's own repository here.
@@ -52,10 +54,6 @@ SERVERS = {
 
 def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def median(values):
-    return statistics.median(values)
 
 
 def pct(values, q):
@@ -232,7 +230,7 @@ def populate(url: str, runs: int) -> str:
     return experiment_id
 
 
-def search_runs(url: str, experiment_id: str) -> tuple[float, int, float]:
+def search_runs(url: str, experiment_id: str) -> tuple[dict, int, dict]:
     """MLflow's client's search_runs; and the same request as raw HTTP (the server's answer and
     its transfer, without the client's decoding of 1,000 runs into entities)."""
     import requests
@@ -250,10 +248,11 @@ def search_runs(url: str, experiment_id: str) -> tuple[float, int, float]:
         start = time.perf_counter()
         http.post(f"{url}/api/2.0/mlflow/runs/search", json=body, timeout=300).raise_for_status()
         raw.append(time.perf_counter() - start)
-    return median(timings[1:]) * 1000, found, median(raw[1:]) * 1000
+    # The first of each is a warm-up, left out; the rest are the repetitions.
+    return spread(t * 1000 for t in timings[1:]), found, spread(t * 1000 for t in raw[1:])
 
 
-def run_page(url: str, experiment_id: str) -> float:
+def run_page(url: str, experiment_id: str) -> dict:
     """The API calls the UI makes when a run page opens: the run, a metric history, artifacts."""
     client = MlflowClient(url)
     run_id = client.search_runs([experiment_id], max_results=1)[0].info.run_id
@@ -264,7 +263,7 @@ def run_page(url: str, experiment_id: str) -> float:
         client.get_metric_history(run_id, "rmse")
         client.list_artifacts(run_id)
         timings.append(time.perf_counter() - start)
-    return median(timings[1:]) * 1000
+    return spread(t * 1000 for t in timings[1:])
 
 
 # ---- 3. artifacts ----------------------------------------------------------------------------
@@ -312,12 +311,12 @@ def artifacts_mlflow(url: str, path: Path, folder: Path) -> dict:
             down_cpu.append((time.process_time() - cpu) / count * 1000)
     # up_cpu_ms/down_cpu_ms: MLflow's client's own CPU per small file (its threads included).
     return {
-        "up_mb_s": median(up),
-        "down_mb_s": median(down),
-        "up_files_s": median(up_files),
-        "down_files_s": median(down_files),
-        "up_cpu_ms": median(up_cpu),
-        "down_cpu_ms": median(down_cpu),
+        "up_mb_s": spread(up),
+        "down_mb_s": spread(down),
+        "up_files_s": spread(up_files),
+        "down_files_s": spread(down_files),
+        "up_cpu_ms": spread(up_cpu),
+        "down_cpu_ms": spread(down_cpu),
     }
 
 
@@ -358,14 +357,14 @@ def artifacts_raw_ftp(path: Path, folder: Path) -> dict:
         ftp.rmd("bench-floor")
     os.remove("/tmp/floor-down.bin")
     return {
-        "up_mb_s": median(up),
-        "down_mb_s": median(down),
-        "up_files_s": median(up_files),
-        "down_files_s": median(down_files),
+        "up_mb_s": spread(up),
+        "down_mb_s": spread(down),
+        "up_files_s": spread(up_files),
+        "down_files_s": spread(down_files),
     }
 
 
-def local_copy(path: Path) -> float:
+def local_copy(path: Path) -> dict:
     size_mb = path.stat().st_size / 1e6
     timings = []
     for _ in range(REPS):
@@ -373,19 +372,18 @@ def local_copy(path: Path) -> float:
         shutil.copyfile(path, "/tmp/copy.bin")
         timings.append(size_mb / (time.perf_counter() - start))
         os.remove("/tmp/copy.bin")
-    return median(timings)
+    return spread(timings)
 
 
 # ---- the run -----------------------------------------------------------------------------------
 
 
-def repeat(fn, *args):
-    return median([fn(*args) for _ in range(REPS)])
+def repeat(fn, *args) -> dict:
+    return spread(fn(*args) for _ in range(REPS))
 
 
-def repeat_dict(fn, *args):
-    results = [fn(*args) for _ in range(REPS)]
-    return {k: median([r[k] for r in results]) for k in results[0]}
+def repeat_dict(fn, *args) -> dict:
+    return spread_dict([fn(*args) for _ in range(REPS)])
 
 
 def main() -> None:

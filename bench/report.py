@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -23,6 +24,48 @@ def mib(text: str | None) -> float | None:
     return float(number) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "KB": 1 / 1000, "MB": 1, "GB": 1000}[unit]
 
 
+def spread(x) -> dict:
+    """A figure as bench.py and serving.py write it (bench/spread.py: median, min, max, values);
+    a figure measured once (memory, start-up) as a spread of that one value."""
+    return x if isinstance(x, dict) else {"median": x, "min": x, "max": x, "values": [x]}
+
+
+def fig(x, digits: int = 0) -> str:
+    """`median (min–max)` over the repetitions; the value alone when they do not differ."""
+    if x is None:
+        return "–"
+    s = spread(x)
+    text = f"{s['median']:,.{digits}f}"
+    return text if s["min"] == s["max"] else f"{text} ({s['min']:,.{digits}f}–{s['max']:,.{digits}f})"
+
+
+def ratio(ours, theirs, more_is_better: bool = True) -> tuple[float, float]:
+    """The ratio of the medians, and the worst case: our worst repetition against the other side's
+    best (min of ours over max of theirs when more is better, max over min when less is). The
+    repetitions of the two sides are not paired: bench.py measures one side's repetitions, then
+    the other's; so every pairing is possible, and the worst case holds for all of them."""
+    o, t = spread(ours), spread(theirs)
+    if more_is_better:
+        return o["median"] / t["median"], o["min"] / t["max"]
+    return o["median"] / t["median"], o["max"] / t["min"]
+
+
+def times(r: tuple[float, float], digits: int = 1, suffix: str = "") -> str:
+    """A ratio as `2.0× (worst 1.8×)`; the worst case left out when it is the median's."""
+    median, worst = (f"{x:.{digits}f}×" for x in r)
+    return f"{median}{suffix}" if median == worst else f"{median}{suffix} (worst {worst})"
+
+
+def percent(r: tuple[float, float], of: str) -> str:
+    median, worst = (f"{x:.0%}" for x in r)
+    return f"{median} of {of}" if median == worst else f"{median} of {of} (worst {worst})"
+
+
+def verdict(target: str, met: bool) -> str:
+    """A target with its verdict, decided on the worst repetition (or the worst-case ratio)."""
+    return f"{target}: {'met' if met else 'not met'}"
+
+
 def main() -> None:
     folder, stamp = Path(sys.argv[1]), sys.argv[2]
     r = json.loads((folder / "results.json").read_text())
@@ -32,47 +75,48 @@ def main() -> None:
     def row(figure, workbench, plain, floor, ratio, target):
         rows.append((figure, workbench, plain, floor, ratio, target))
 
-    def f(x, digits=0):
-        return "–" if x is None else f"{x:,.{digits}f}"
+    def worst(x, more_is_better: bool = True) -> float:
+        return spread(x)["min" if more_is_better else "max"]
 
     w1, p1 = r["workbench.log_metric.1"], r["plain.log_metric.1"]
     w8, p8 = r["workbench.log_metric.8"], r["plain.log_metric.8"]
     row(
         "log_metric, 1 client: calls/s",
-        f(w1["calls_per_s"]),
-        f(p1["calls_per_s"]),
+        fig(w1["calls_per_s"]),
+        fig(p1["calls_per_s"]),
         "",
-        f"{w1['calls_per_s'] / p1['calls_per_s']:.1f}×",
+        times(ratio(w1["calls_per_s"], p1["calls_per_s"])),
         "",
     )
     row(
         "log_metric, 1 client: p50 / p99 ms",
-        f"{w1['p50_ms']:.1f} / {w1['p99_ms']:.1f}",
-        f"{p1['p50_ms']:.1f} / {p1['p99_ms']:.1f}",
+        f"{fig(w1['p50_ms'], 1)} / {fig(w1['p99_ms'], 1)}",
+        f"{fig(p1['p50_ms'], 1)} / {fig(p1['p99_ms'], 1)}",
         "",
         "",
-        "p50 ≤ 5 ms",
+        verdict("p50 ≤ 5 ms", worst(w1["p50_ms"], more_is_better=False) <= 5),
     )
+    calls8 = ratio(w8["calls_per_s"], p8["calls_per_s"])
     row(
         "log_metric, 8 clients: calls/s",
-        f(w8["calls_per_s"]),
-        f(p8["calls_per_s"]),
+        fig(w8["calls_per_s"]),
+        fig(p8["calls_per_s"]),
         "",
-        f"{w8['calls_per_s'] / p8['calls_per_s']:.1f}×",
-        "≥ 3× plain",
+        times(calls8),
+        verdict("≥ 3× plain", calls8[1] >= 3),
     )
     row(
         "log_metric, 8 clients: p50 / p99 ms",
-        f"{w8['p50_ms']:.1f} / {w8['p99_ms']:.1f}",
-        f"{p8['p50_ms']:.1f} / {p8['p99_ms']:.1f}",
+        f"{fig(w8['p50_ms'], 1)} / {fig(w8['p99_ms'], 1)}",
+        f"{fig(p8['p50_ms'], 1)} / {fig(p8['p99_ms'], 1)}",
         "",
         "",
         "",
     )
     row(
         "log_metric, 8 clients: MLflow's client's own CPU per call, ms",
-        f(w8["client_cpu_ms"], 2),
-        f(p8["client_cpu_ms"], 2),
+        fig(w8["client_cpu_ms"], 2),
+        fig(p8["client_cpu_ms"], 2),
         "",
         "",
         "",
@@ -83,97 +127,115 @@ def main() -> None:
         r["floor.execute_values.8"],
         r["floor.copy.8"],
     )
+    batch = ratio(wb["metrics_per_s"], ev)
     row(
         "log_batch (1000/call), 8 clients: metrics/s",
-        f(wb["metrics_per_s"]),
-        f(pb["metrics_per_s"]),
-        f"{f(ev)} execute_values, {f(cp)} COPY",
-        f"{wb['metrics_per_s'] / ev:.0%} of execute_values",
-        "≥ 45 % of execute_values",
+        fig(wb["metrics_per_s"]),
+        fig(pb["metrics_per_s"]),
+        f"{fig(ev)} execute_values, {fig(cp)} COPY",
+        percent(batch, "execute_values"),
+        verdict("≥ 45 % of execute_values", batch[1] >= 0.45),
     )
     row(
         "log_batch, 8 clients: MLflow's client's own CPU per call, ms",
-        f(wb["client_cpu_ms"]),
-        f(pb["client_cpu_ms"]),
+        fig(wb["client_cpu_ms"]),
+        fig(pb["client_cpu_ms"]),
         "",
         "",
         "",
     )
     ws, ps = r["workbench.search_runs_ms"], r["plain.search_runs_ms"]
+    search = ratio(ws, ps, more_is_better=False)
     row(
         f"search_runs, {r['workbench.search_runs_found']} of the runs (`metrics.rmse < 0.8`): p50 ms",
-        f(ws),
-        f(ps),
+        fig(ws),
+        fig(ps),
         "",
-        f"{ws / ps:.2f}×",
-        "≤ 0.5× plain",
+        times(search, 2),
+        verdict("≤ 0.5× plain", search[1] <= 0.5),
     )
     wh, ph = r["workbench.search_runs_http_ms"], r["plain.search_runs_http_ms"]
     row(
         "search_runs: of which the server's answer (the same request as raw HTTP), ms",
-        f(wh),
-        f(ph),
+        fig(wh),
+        fig(ph),
         "",
-        f"{wh / ph:.2f}×; the client's own decoding {f(ws - wh)} / {f(ps - ph)} ms",
+        f"{times(ratio(wh, ph, more_is_better=False), 2)}; the client's own decoding "
+        f"{fig(decoding(ws, wh))} / {fig(decoding(ps, ph))} ms",
         "",
     )
     row(
-        "a run page's API calls: p50 ms", f(r["workbench.run_page_ms"]), f(r["plain.run_page_ms"]), "", "", ""
+        "a run page's API calls: p50 ms",
+        fig(r["workbench.run_page_ms"]),
+        fig(r["plain.run_page_ms"]),
+        "",
+        "",
+        "",
     )
     wa, pa, fa = r["workbench.artifacts"], r["plain.artifacts"], r["floor.ftp"]
+    up, down = ratio(wa["up_mb_s"], fa["up_mb_s"]), ratio(wa["down_mb_s"], fa["down_mb_s"])
     row(
         "one big artifact: upload MB/s",
-        f(wa["up_mb_s"]),
-        f(pa["up_mb_s"]),
-        f"{f(fa['up_mb_s'])} ftplib",
-        f"{wa['up_mb_s'] / fa['up_mb_s']:.0%} of ftplib",
-        "≥ 50 % of ftplib",
+        fig(wa["up_mb_s"]),
+        fig(pa["up_mb_s"]),
+        f"{fig(fa['up_mb_s'])} ftplib",
+        percent(up, "ftplib"),
+        verdict("≥ 50 % of ftplib", up[1] >= 0.5),
     )
     row(
         "one big artifact: download MB/s",
-        f(wa["down_mb_s"]),
-        f(pa["down_mb_s"]),
-        f"{f(fa['down_mb_s'])} ftplib, {f(r['floor.local_copy_mb_s'])} local copy",
-        f"{wa['down_mb_s'] / fa['down_mb_s']:.0%} of ftplib",
-        "≥ 50 % of ftplib",
+        fig(wa["down_mb_s"]),
+        fig(pa["down_mb_s"]),
+        f"{fig(fa['down_mb_s'])} ftplib, {fig(r['floor.local_copy_mb_s'])} local copy",
+        percent(down, "ftplib"),
+        verdict("≥ 50 % of ftplib", down[1] >= 0.5),
     )
+    up, down = ratio(wa["up_files_s"], pa["up_files_s"]), ratio(wa["down_files_s"], pa["down_files_s"])
     row(
         "small files (10 KB): upload files/s",
-        f(wa["up_files_s"]),
-        f(pa["up_files_s"]),
-        f"{f(fa['up_files_s'])} ftplib",
-        f"{wa['up_files_s'] / pa['up_files_s']:.1f}× plain",
-        "≥ 5× plain",
+        fig(wa["up_files_s"]),
+        fig(pa["up_files_s"]),
+        f"{fig(fa['up_files_s'])} ftplib",
+        times(up, suffix=" plain"),
+        verdict("≥ 5× plain", up[1] >= 5),
     )
     row(
         "small files (10 KB): download files/s",
-        f(wa["down_files_s"]),
-        f(pa["down_files_s"]),
-        f"{f(fa['down_files_s'])} ftplib",
-        f"{wa['down_files_s'] / pa['down_files_s']:.1f}× plain",
-        "≥ 5× plain",
+        fig(wa["down_files_s"]),
+        fig(pa["down_files_s"]),
+        f"{fig(fa['down_files_s'])} ftplib",
+        times(down, suffix=" plain"),
+        verdict("≥ 5× plain", down[1] >= 5),
     )
     row(
         "small files: MLflow's client's own CPU per file up / down, ms",
-        f"{wa['up_cpu_ms']:.2f} / {wa['down_cpu_ms']:.2f}",
-        f"{pa['up_cpu_ms']:.2f} / {pa['down_cpu_ms']:.2f}",
+        f"{fig(wa['up_cpu_ms'], 2)} / {fig(wa['down_cpu_ms'], 2)}",
+        f"{fig(pa['up_cpu_ms'], 2)} / {fig(pa['down_cpu_ms'], 2)}",
         "",
         "",
         "",
     )
     wm, pm = mib(read(folder, "mem_mlflow-server")), mib(read(folder, "mem_plain-mlflow"))
-    if wm and pm:
+    if wm and pm:  # measured once, after the load
         row(
             "tracking server memory (MiB) / processes",
             f"{wm:,.0f} / {read(folder, 'procs_mlflow-server')}",
             f"{pm:,.0f} / {read(folder, 'procs_plain-mlflow')}",
             "",
             f"{wm / pm:.0%} of plain",
-            "≤ 30 % of plain",
+            verdict("≤ 30 % of plain", wm / pm <= 0.3),
         )
     startup = read(folder, "startup_ms")
-    if startup:
-        row("`up` to all healthy, images built: s", f(int(startup) / 1000, 1), "", "", "", "≤ 30 s")
+    if startup:  # measured once
+        seconds = int(startup) / 1000
+        row(
+            "`up` to all healthy, images built: s",
+            fig(seconds, 1),
+            "",
+            "",
+            "",
+            verdict("≤ 30 s", seconds <= 30),
+        )
     if images:
         sizes = ", ".join(f"{k.split('/')[-1]} {v / 1e6:,.0f}" for k, v in images["images"].items())
         total = images.get("unique_total") or images["sum"]
@@ -192,9 +254,10 @@ def main() -> None:
         else ""
     )
     print(
-        f"Machine: {os.cpu_count()} cores, {memory:.0f} GiB; median of {r['reps']} repetitions"
+        f"Machine: {os.cpu_count()} cores, {memory:.0f} GiB; {r['reps']} repetitions"
         f"{' (BENCH_SMALL: small counts)' if r.get('small') else ''}{load}.\n"
     )
+    print(f"{HOW_TO_READ}\n")
     print("| figure | workbench | plain setup | floor | ratio | target |")
     print("|---|---|---|---|---|---|")
     for cells in rows:
@@ -205,6 +268,22 @@ def main() -> None:
             front = "" if "DISABLE_NGINX=true" in served_env else "nginx + uvicorn, "
             SETTINGS["served"] = "`make serve` now: " + front + ", ".join(f"`{v}`" for v in served_env)
         print_serving_settings(serving, memory_of, read(folder, "serve_image_name") or "the model image")
+
+
+HOW_TO_READ = (
+    "A figure is the median of its repetitions, their min–max in brackets (one value: they agree, "
+    "or it was measured once: memory, start-up, sizes). A ratio is the ratio of the medians; "
+    "**worst** is our worst repetition against the other side's best (the sides' repetitions are "
+    "not paired, so this holds for any pairing). A target is **met** only when the worst "
+    "repetition meets it (the worst-case ratio)."
+)
+
+
+def decoding(client_ms, http_ms) -> dict:
+    """search_runs: MLflow's client's time minus the same request as raw HTTP, per repetition
+    (both are timed in the same iteration, one after the other)."""
+    values = [a - b for a, b in zip(spread(client_ms)["values"], spread(http_ms)["values"], strict=True)]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
 
 # The servers of the serving benchmark (bench/serving.sh), in the order of the settings table.
@@ -232,22 +311,25 @@ def serving_rows(serving: dict, memory_of: dict[str, str]) -> list[tuple[str, st
     """The serving figures of the main table: `make serve` | plain `mlflow models serve` | floor."""
     sv, pl, bare, floor = serving["served"], serving["plain"], serving["bare"], serving_floor(serving)
     clients = serving["clients"]
+    latency = ratio(sv["1"]["p50_ms"], floor, more_is_better=False)
+    throughput = ratio(sv["8"]["req_s"], pl["8"]["req_s"])
     rows = [
         (
             "serving one row, 1 client: p50 / p99 ms",
             ms(sv["1"]),
             ms(pl["1"]),
-            f"{serving['in_process']['pyfunc_predict_ms']:.2f} predict + {bare['1']['p50_ms']:.2f} bare HTTP = {floor:.2f}",
-            f"{sv['1']['p50_ms'] / floor:.1f}× floor",
-            "p50 ≤ 2× floor",
+            f"{fig(serving['in_process']['pyfunc_predict_ms'], 2)} predict + {fig(bare['1']['p50_ms'], 2)} "
+            f"bare HTTP = {fig(floor, 2)}",
+            times(latency, suffix=" floor"),
+            verdict("p50 ≤ 2× floor", latency[1] <= 2),
         ),
         (
             f"serving, {clients} clients: requests/s",
-            f"{sv['8']['req_s']:,.0f}",
-            f"{pl['8']['req_s']:,.0f}",
-            f"{bare['8']['req_s']:,.0f} bare HTTP (the client's ceiling)",
-            f"{sv['8']['req_s'] / pl['8']['req_s']:.1f}× plain",
-            "≥ 2× plain",
+            fig(sv["8"]["req_s"]),
+            fig(pl["8"]["req_s"]),
+            f"{fig(bare['8']['req_s'])} bare HTTP (the client's ceiling)",
+            times(throughput, suffix=" plain"),
+            verdict("≥ 2× plain", throughput[1] >= 2),
         ),
         (
             f"serving, {clients} clients: p50 / p99 ms",
@@ -273,12 +355,15 @@ def serving_rows(serving: dict, memory_of: dict[str, str]) -> list[tuple[str, st
 
 
 def ms(figures: dict) -> str:
-    return f"{figures['p50_ms']:.1f} / {figures['p99_ms']:.1f}"
+    return f"{fig(figures['p50_ms'], 1)} / {fig(figures['p99_ms'], 1)}"
 
 
-def serving_floor(serving: dict) -> float:
-    """The floor of one served request: in-process predict + a bare HTTP round trip (p50s)."""
-    return serving["in_process"]["pyfunc_predict_ms"] + serving["bare"]["1"]["p50_ms"]
+def serving_floor(serving: dict) -> dict:
+    """The floor of one served request: in-process predict + a bare HTTP round trip (p50s). Its
+    min is the sum of the two mins (and its max of the maxes): the two are measured apart, so
+    the lowest floor any repetitions allow, which makes a ratio to it the strictest."""
+    predict, http = spread(serving["in_process"]["pyfunc_predict_ms"]), spread(serving["bare"]["1"]["p50_ms"])
+    return {key: predict[key] + http[key] for key in ("median", "min", "max")}
 
 
 def serving_memory(folder: Path) -> dict[str, str]:
@@ -292,39 +377,47 @@ def serving_memory(folder: Path) -> dict[str, str]:
 
 def print_serving_settings(serving: dict, memory_of: dict[str, str], image: str) -> None:
     floor, plain = serving_floor(serving), serving["plain"]["8"]["req_s"]
-    ip, clients, nan = serving["in_process"], serving["clients"], float("nan")
-    sv8 = serving["served"]["8"]
-    fastest = max(serving[name]["8"]["req_s"] for name in SETTINGS if name in serving and name != "bare")
+    ip, clients = serving["in_process"], serving["clients"]
+    sv8, bare = serving["served"]["8"], serving["bare"]
+    # The client's ceiling, strictly: the bare server's worst repetition against any model
+    # server's best.
+    fastest = max(
+        spread(serving[name]["8"]["req_s"])["max"] for name in SETTINGS if name in serving and name != "bare"
+    )
     limit = (
-        "over 3× any model server's rate: it is not what limits the figures, though it takes its "
-        "share of the same cores"
-        if serving["bare"]["8"]["req_s"] >= 3 * fastest
-        else "**not 3× the fastest model server's rate: the client may be what limits the figures**"
+        "over 3× any model server's rate in every repetition: it is not what limits the figures, though "
+        "it takes its share of the same cores"
+        if spread(bare["8"]["req_s"])["min"] >= 3 * fastest
+        else "**not 3× the fastest model server's rate in every repetition: the client may be what limits "
+        "the figures**"
     )
     print(f"\n#### Serving: the settings tried ({image}, all in this run)\n")
     print(
-        f"- **Floor**: `model.predict` of the row, in-process, {ip['pyfunc_predict_ms']:.2f} ms + a bare HTTP "
-        f"round trip {serving['bare']['1']['p50_ms']:.2f} ms = **{floor:.2f} ms** (p50s)."
+        f"- **Floor**: `model.predict` of the row, in-process, {fig(ip['pyfunc_predict_ms'], 2)} ms + a bare "
+        f"HTTP round trip {fig(bare['1']['p50_ms'], 2)} ms = **{fig(floor, 2)} ms** (p50s; the floor's "
+        "min and max are the sums of the two mins and of the two maxes)."
     )
     print(
         f"- **Where a request's time goes**, in-process, no HTTP (p50): the scikit-learn estimator's "
-        f"`predict` {ip.get('raw_predict_ms', nan):.2f} ms; `model.predict` (pyfunc: with the schema check) "
-        f"{ip['pyfunc_predict_ms']:.2f} ms; MLflow's request handler (`invocations`: JSON in, DataFrame, "
-        f"predict, JSON out) {ip.get('handler_ms', nan):.2f} ms; MLflow's whole scoring app (FastAPI, its "
-        f"timeout middleware, the handler in a thread) called as an ASGI app {ip.get('app_ms', nan):.2f} ms."
+        f"`predict` {fig(ip.get('raw_predict_ms'), 2)} ms; `model.predict` (pyfunc: with the schema check) "
+        f"{fig(ip['pyfunc_predict_ms'], 2)} ms; MLflow's request handler (`invocations`: JSON in, DataFrame, "
+        f"predict, JSON out) {fig(ip.get('handler_ms'), 2)} ms; MLflow's whole scoring app (FastAPI, its "
+        f"timeout middleware, the handler in a thread) called as an ASGI app {fig(ip.get('app_ms'), 2)} ms."
     )
     print(
-        f"- **How**: one row of the model's input example per request; median of {serving['reps']} repetitions, "
-        f"the servers taken in turn, each: 1 client for {serving['latency_requests']:,} requests or "
-        f"{serving['latency_seconds']:.0f} s, then {clients} clients for {serving['requests']:,} requests or "
-        f"{serving['seconds']:.0f} s, whichever ends first; every server published on 127.0.0.1 as `make serve` "
-        "publishes it (through docker-proxy)."
+        f"- **How**: one row of the model's input example per request; {serving['reps']} repetitions, each "
+        "figure their median (min–max), the servers taken in turn, each: 1 client for "
+        f"{serving['latency_requests']:,} requests or {serving['latency_seconds']:.0f} s, then {clients} "
+        f"clients for {serving['requests']:,} requests or {serving['seconds']:.0f} s, whichever ends first; "
+        "every server published on 127.0.0.1 as `make serve` publishes it (through docker-proxy). A verdict "
+        "(yes/no) is the worst case: the server's worst repetition against the floor's lowest or the plain "
+        "server's best."
     )
     print(
         f"- **Client**: {clients} processes, one keep-alive connection each (http.client), on the same "
-        f"{serving['cpus']} cores as the servers. It spends {sv8['client_cpu_ms']:.2f} ms of CPU per request "
-        f"({sv8['client_cores']:.2f} of a core against `make serve` at {clients} clients) and drives the bare "
-        f"HTTP server at {serving['bare']['8']['req_s']:,.0f} requests/s: {limit}.\n"
+        f"{serving['cpus']} cores as the servers. It spends {fig(sv8['client_cpu_ms'], 2)} ms of CPU per "
+        f"request ({fig(sv8['client_cores'], 2)} of a core against `make serve` at {clients} clients) and "
+        f"drives the bare HTTP server at {fig(bare['8']['req_s'])} requests/s: {limit}.\n"
     )
     print(
         f"| setting | 1 client: p50 / p99 ms | {clients} clients: requests/s | {clients} clients: p50 / p99 ms "
@@ -335,17 +428,17 @@ def print_serving_settings(serving: dict, memory_of: dict[str, str], image: str)
         if name not in serving:
             continue
         r = serving[name]
-        latency = r["1"]["p50_ms"] / floor
-        throughput = r["8"]["req_s"] / plain
-        if name in ("plain", "bare"):  # the references: no target of their own
-            verdicts = f"{latency:.1f}×", f"{throughput:.1f}×"
+        latency = ratio(r["1"]["p50_ms"], floor, more_is_better=False)
+        throughput = ratio(r["8"]["req_s"], plain)
+        if name in ("plain", "bare"):  # the references: no target of their own, the medians' ratios
+            verdicts = times((latency[0], latency[0])), times((throughput[0], throughput[0]))
         else:
             verdicts = (
-                f"{'yes' if latency <= 2 else 'no'}: {latency:.1f}×",
-                f"{'yes' if throughput >= 2 else 'no'}: {throughput:.1f}×",
+                f"{'yes' if latency[1] <= 2 else 'no'}: {times(latency)}",
+                f"{'yes' if throughput[1] >= 2 else 'no'}: {times(throughput)}",
             )
         print(
-            f"| {label} | {ms(r['1'])} | {r['8']['req_s']:,.0f} | {ms(r['8'])} | {memory_of.get(name, '–')} | "
+            f"| {label} | {ms(r['1'])} | {fig(r['8']['req_s'])} | {ms(r['8'])} | {memory_of.get(name, '–')} | "
             f"{verdicts[0]} | {verdicts[1]} |"
         )
 

@@ -9,7 +9,8 @@ library is the one the served model uses; bench/serving.sh starts them):
         the client and the in-process floor. TARGETS_JSON: {"name": "http://127.0.0.1:port", ...}.
         For each repetition (BENCH_REPS) and each target in turn: the latency of one-row requests
         from 1 client, then the throughput of 8 concurrent clients. Then `model.predict` of the
-        same row in this process. Prints JSON on stdout (medians over the repetitions).
+        same row in this process. Prints JSON on stdout: every figure over the repetitions, its
+        median, min, max and values (bench/spread.py).
 
 The request is one row of the model's own input example (/opt/ml/model/serving_input_example.json,
 `dataframe_split`). The client: 8 processes (8 independent users, no GIL shared between them),
@@ -28,6 +29,8 @@ import statistics
 import sys
 import time
 import urllib.parse
+
+from spread import spread_dict  # bench/spread.py, beside this file (mounted at /bench)
 
 MODEL_PATH = "/opt/ml/model"
 REPS = int(os.environ.get("BENCH_REPS", "3"))
@@ -288,10 +291,6 @@ def in_process(body: bytes) -> dict:
 # ---- the run -------------------------------------------------------------------------------------
 
 
-def median_dict(results: list[dict]) -> dict:
-    return {k: statistics.median(r[k] for r in results) for k in results[0]}
-
-
 def measure(targets_json: str) -> dict:
     targets = json.loads(targets_json)
     body = one_row()
@@ -316,10 +315,10 @@ def measure(targets_json: str) -> dict:
         "cpus": os.cpu_count(),
     }
     for name, r in runs.items():
-        out[name] = {"1": median_dict(r["1"]), "8": median_dict(r["8"])}
+        out[name] = {"1": spread_dict(r["1"]), "8": spread_dict(r["8"])}
     progress("in-process: model.predict of the same row")
     in_proc = [in_process(body) for _ in range(REPS)]
-    out["in_process"] = median_dict(in_proc)
+    out["in_process"] = spread_dict(in_proc)
     return out
 
 

@@ -5,7 +5,8 @@ name of its own, so the bench's own model image on this machine is left alone); 
 serves it with serving/serve.sh, starts the plain `mlflow models serve`, the bare HTTP server and
 a setting from the same image, and measures them with the client; bench/report.py renders the
 serving rows and the settings table from what it wrote. No figure is asserted against a time:
-only that every figure is there and sane, and that the harness leaves no container behind.
+only that every figure is there and sane, kept for each repetition (median, min, max, values),
+and that the harness leaves no container behind.
 """
 
 from __future__ import annotations
@@ -96,14 +97,23 @@ def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(st
     assert serving["reps"] == 1 and serving["small"] is True and serving["clients"] == 8
     servers = {"served", "plain", "bare", "direct-w1-quiet"}
     assert servers <= set(serving)
+
+    def one_repetition(figure: dict) -> float:
+        # BENCH_REPS=1: every figure's spread is that one repetition's value
+        assert len(figure["values"]) == 1, figure
+        assert figure["median"] == figure["min"] == figure["max"] == figure["values"][0], figure
+        return figure["median"]
+
     for server in servers:
-        one, eight = serving[server]["1"], serving[server]["8"]
+        one = {k: one_repetition(v) for k, v in serving[server]["1"].items()}
+        eight = {k: one_repetition(v) for k, v in serving[server]["8"].items()}
         assert one["requests"] > 0 and eight["requests"] > 0, server
         assert 0 < one["p50_ms"] <= one["p99_ms"], server
         assert 0 < eight["p50_ms"] <= eight["p99_ms"] and eight["req_s"] > 0, server
         assert eight["client_cpu_ms"] > 0, server
     assert all(
-        serving["in_process"][k] > 0 for k in ("pyfunc_predict_ms", "raw_predict_ms", "handler_ms", "app_ms")
+        one_repetition(serving["in_process"][k]) > 0
+        for k in ("pyfunc_predict_ms", "raw_predict_ms", "handler_ms", "app_ms")
     )
 
     report = load_report()
@@ -117,8 +127,12 @@ def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(st
         "serving container memory (MiB) / processes",
     }
     assert "predict +" in rows["serving one row, 1 client: p50 / p99 ms"][3]
-    assert rows["serving one row, 1 client: p50 / p99 ms"][5] == "p50 ≤ 2× floor"
-    assert rows["serving, 8 clients: requests/s"][5] == "≥ 2× plain"
+    # every target with its verdict on the worst repetition
+    assert rows["serving one row, 1 client: p50 / p99 ms"][5] in (
+        "p50 ≤ 2× floor: met",
+        "p50 ≤ 2× floor: not met",
+    )
+    assert rows["serving, 8 clients: requests/s"][5] in ("≥ 2× plain: met", "≥ 2× plain: not met")
     text = io.StringIO()
     with redirect_stdout(text):
         report.print_serving_settings(serving, memory_of, f"workbench-model/{name}:1")
