@@ -15,16 +15,29 @@ _setup_env() {
 	file_env FTPD_PASSWORD
 	file_env MLFLOW_AUTH_ADMIN_PASSWORD
 	file_env MLFLOW_FLASK_SERVER_SECRET_KEY
-	local db_user="${MLFLOW_DB_USER:-mlflow}" db_name="${MLFLOW_DB_NAME:-mlflow}"
+	# MLflow's two databases: on the bundled postgres service by default, or on a team's own
+	# PostgreSQL (MLFLOW_DB_*; docs/operations.md, "External database").
+	local db_name="${MLFLOW_DB_NAME:-mlflow}"
+	local auth_db_name="${MLFLOW_AUTH_DB_NAME:-${db_name}_auth}"
 	local db_host="${MLFLOW_DB_HOST:-postgres}:${MLFLOW_DB_PORT:-5432}"
-	local db_pw ftp_pw
+	local db_user db_pw ftp_pw
+	db_user="$(urlencode "${MLFLOW_DB_USER:-mlflow}")"
 	db_pw="$(urlencode "$MLFLOW_DB_PASSWORD")"
 	ftp_pw="$(urlencode "$FTPD_PASSWORD")"
 	# postgresql+psycopg2: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
 	export MLFLOW_BACKEND_STORE_URI="postgresql+psycopg2://${db_user}:${db_pw}@${db_host}/${db_name}"
 	export MLFLOW_ARTIFACTS_DESTINATION="ftp://${FTPD_USER:-mlflow}:${ftp_pw}@${FTPD_HOST:-ftpd}:${FTPD_PORT:-21}/artifacts"
 	export MLFLOW_SERVE_ARTIFACTS=true
-	AUTH_DATABASE_URI="postgresql+psycopg2://${db_user}:${db_pw}@${db_host}/${db_name}_auth"
+	AUTH_DATABASE_URI="postgresql+psycopg2://${db_user}:${db_pw}@${db_host}/${auth_db_name}"
+	# TLS to the database: libpq's own variables, which psycopg2 (every connection of the server)
+	# and migrate.py's pg_dump both read. verify-ca and verify-full check the server's certificate
+	# against the image's trust store, which holds the extra CA certificates (base/README.md).
+	if [[ -n "${MLFLOW_DB_SSLMODE:-}" ]]; then
+		export PGSSLMODE="$MLFLOW_DB_SSLMODE"
+		if [[ "$MLFLOW_DB_SSLMODE" == verify-* ]]; then
+			export PGSSLROOTCERT="${PGSSLROOTCERT:-/etc/ssl/certs/ca-certificates.crt}"
+		fi
+	fi
 	unset MLFLOW_DB_PASSWORD FTPD_PASSWORD
 }
 

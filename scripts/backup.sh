@@ -25,6 +25,18 @@ mkdir -p "$out_dir" "$work/$name"
 step() { printf '==> %s\n' "$*" >&2; }
 size() { du -h "$1" | cut -f1; }
 
+# The databases are dumped through the bundled postgres service. A workbench on a team's own
+# PostgreSQL (WORKBENCH_BUNDLED_POSTGRES=0) is refused, never half backed up: its databases are
+# that server's to back up (docs/operations.md, "External database").
+bundled="$("${dc[@]}" config --format json | python3 -c \
+	'import json, sys; print(json.load(sys.stdin)["services"]["postgres"].get("scale", 1))')"
+if [[ "$bundled" == 0 ]]; then
+	echo "error: this workbench keeps MLflow's databases on your own PostgreSQL (WORKBENCH_BUNDLED_POSTGRES=0):" \
+		"make backup dumps the bundled postgres only, and wrote nothing. Back up MLflow's two databases" \
+		"with that server's own tools (docs/operations.md, \"External database\")." >&2
+	exit 1
+fi
+
 recipients=""
 if [[ -n "${AGE_RECIPIENTS_FILE:-}" ]]; then
 	recipients="$(age_key AGE_RECIPIENTS_FILE)"
