@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from utils.servers import unverified_server
 from utils.stack import Stack, image_present, portainer_image
 
 # Hostile values, as the official postgres image's tests use: spaces, quotes, URI and
@@ -87,6 +88,14 @@ def stack_factory(tmp_path_factory, request):
         if getattr(request.node, "rep_call", None) and request.node.rep_call.failed:
             print(f"\n===== logs of {stack.project} =====\n{stack.logs()}")
         stack.down(volumes=True)
+
+
+@pytest.fixture(scope="session")
+def unverified_mlflow_server(stack):
+    """A second mlflow-server of the stack with its fast paths off (utils/servers.py), for the
+    server-level and fault tests that run both ways; removed at the end of the session."""
+    with unverified_server(stack) as server:
+        yield server
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -7,23 +7,30 @@
 - ftpd crashes during an artifact upload: the client is told; a retry succeeds; no partial file
   is ever served as a complete artifact.
 - mlflow-server restarts under load: no acknowledged write lost.
+The postgres crash and the restart are ridden out by two servers under load at once: the stack's,
+fast paths on, and a second one of the stack with them off (MLflow's own app; utils/servers.py),
+so the escape hatch keeps every acknowledged write too.
 Each prints its figures (writes acknowledged / found, errors, recovery seconds)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
 
-from utils.faults import crash, start_in, wait_healthy
+from utils.faults import crash, start_in, wait_container_healthy, wait_healthy
 from utils.wait import wait_until
 
 # Two clients (threads) logging metrics as fast as they can for `duration` seconds into runs of
-# their own; prints "started" once the runs exist, then a JSON report of what was acknowledged.
+# their own, on the server at MLFLOW_TRACKING_URI or the one given; prints "started" once the
+# runs exist, then a JSON report of what was acknowledged.
 LOAD = r"""
 import json, os, sys, threading, time
 experiment, duration, retries = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+if len(sys.argv) > 4:
+    os.environ["MLFLOW_TRACKING_URI"] = sys.argv[4]
 os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = retries
 os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
 os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
@@ -57,8 +64,10 @@ print(json.dumps(report))
 """
 
 
-def start_load(stack, experiment: str, duration: int, retries: int):
-    process = start_in(stack, "jupyter", LOAD, experiment, str(duration), str(retries))
+def start_load(stack, experiment: str, duration: int, retries: int, server=None):
+    """The load from JupyterLab, on the stack's mlflow-server or on `server` (utils/servers.py)."""
+    on = [f"http://{server.host}:5000"] if server else []
+    process = start_in(stack, "jupyter", LOAD, experiment, str(duration), str(retries), *on)
     assert process.stdout.readline().strip() == "started", process.stderr.read()
     return process
 
@@ -90,22 +99,29 @@ def check_acknowledged_writes(stack, *reports) -> tuple[int, int]:
     return sum(len(s) for s in acked.values()), sum(len(found[r] & acked[r]) for r in acked)
 
 
+def errors(report: dict) -> int:
+    return sum(v["errors"] for v in report.values())
+
+
+def last_errors(report: dict) -> list:
+    return [v["last_error"] for v in report.values() if v["last_error"]]
+
+
 @pytest.mark.slow
-def test_postgres_crash_under_load(stack, capsys):
+def test_postgres_crash_under_load(stack, unverified_mlflow_server, capsys):
     started_at = stack.inspect("mlflow-server")["State"]["StartedAt"]
     no_retry = start_load(stack, "fault-postgres", duration=30, retries=0)
     with_retry = start_load(stack, "fault-postgres", duration=30, retries=6)
+    off = start_load(stack, "fault-postgres", duration=30, retries=6, server=unverified_mlflow_server)
     time.sleep(5)  # let the load run before the crash
     killed_at = time.time()
     killed = crash(stack, "postgres")
-    healthy = wait_healthy(stack, "postgres")
+    healthy_again = wait_healthy(stack, "postgres")
     healthy_at = time.time()
-    reports = finish(no_retry, timeout=180), finish(with_retry, timeout=180)
+    reports = finish(no_retry, timeout=180), finish(with_retry, timeout=180), finish(off, timeout=180)
 
     assert stack.inspect("postgres")["RestartCount"] >= 1  # its restart policy brought it back
     assert stack.inspect("mlflow-server")["State"]["StartedAt"] == started_at  # no hand restart
-    no_retry_errors = sum(v["errors"] for v in reports[0].values())
-    retry_errors = sum(v["errors"] for v in reports[1].values())
     # The outage was ridden through: every client had writes acknowledged before the kill and
     # after postgres was healthy again. (Whether a client without retries saw an error depends on
     # whether a call of its was in flight in the second or so postgres was down: a figure, below.)
@@ -115,31 +131,44 @@ def test_postgres_crash_under_load(stack, capsys):
                 f"a client's load did not span the outage: {killed_at=} {healthy_at=} {run['first_ack']=} "
                 f"{run['last_ack']=} {run['last_error']=}"
             )
-    assert retry_errors == 0, f"clients with retries failed: {[v['last_error'] for v in reports[1].values()]}"
-    acked, found = check_acknowledged_writes(stack, *reports)
+    assert errors(reports[1]) == 0, f"clients with retries failed: {last_errors(reports[1])}"
+    assert errors(reports[2]) == 0, f"clients with retries failed, fast paths off: {last_errors(reports[2])}"
+    acked_on, found_on = check_acknowledged_writes(stack, reports[0], reports[1])
+    acked_off, found_off = check_acknowledged_writes(stack, reports[2])
     with capsys.disabled():
         print(
-            f"\n[postgres crash] acknowledged {acked}, found {found}; errors without retries "
-            f"{no_retry_errors}, with retries {retry_errors}; postgres healthy again after "
-            f"{healthy - killed:.1f} s"
+            f"\n[postgres crash] fast paths on: acknowledged {acked_on}, found {found_on}; errors "
+            f"without retries {errors(reports[0])}, with retries {errors(reports[1])}. Fast paths off: "
+            f"acknowledged {acked_off}, found {found_off}, errors with retries {errors(reports[2])}. "
+            f"postgres healthy again after {healthy_again - killed:.1f} s"
         )
 
 
 @pytest.mark.slow
-def test_mlflow_server_restart_under_load(stack, capsys):
-    with_retry = start_load(stack, "fault-restart", duration=25, retries=6)
+def test_mlflow_server_restart_under_load(stack, unverified_mlflow_server, capsys):
+    on = start_load(stack, "fault-restart", duration=30, retries=6)
+    off = start_load(stack, "fault-restart", duration=30, retries=6, server=unverified_mlflow_server)
     time.sleep(5)
     restarted = time.monotonic()
+    # Both at once: the stack's server as Compose restarts it, the second one with Docker.
+    restarting = subprocess.Popen(
+        ["docker", "restart", unverified_mlflow_server.container], stdout=subprocess.DEVNULL
+    )
     stack.compose("restart", "mlflow-server")
-    healthy = wait_healthy(stack, "mlflow-server")
-    report = finish(with_retry, timeout=180)
-    errors = sum(v["errors"] for v in report.values())
-    assert errors == 0, [v["last_error"] for v in report.values()]
-    acked, found = check_acknowledged_writes(stack, report)
+    assert restarting.wait(timeout=120) == 0
+    healthy_on = wait_healthy(stack, "mlflow-server")
+    healthy_off = wait_container_healthy(unverified_mlflow_server.container)
+    reports = finish(on, timeout=180), finish(off, timeout=180)
+    assert errors(reports[0]) == 0, last_errors(reports[0])
+    assert errors(reports[1]) == 0, f"fast paths off: {last_errors(reports[1])}"
+    acked_on, found_on = check_acknowledged_writes(stack, reports[0])
+    acked_off, found_off = check_acknowledged_writes(stack, reports[1])
     with capsys.disabled():
         print(
-            f"\n[mlflow-server restart] acknowledged {acked}, found {found}, client errors "
-            f"{errors}; healthy again after {healthy - restarted:.1f} s"
+            f"\n[mlflow-server restart] fast paths on: acknowledged {acked_on}, found {found_on}, "
+            f"client errors {errors(reports[0])}, healthy again after {healthy_on - restarted:.1f} s. "
+            f"Fast paths off: acknowledged {acked_off}, found {found_off}, client errors "
+            f"{errors(reports[1])}, healthy again after {healthy_off - restarted:.1f} s"
         )
 
 

@@ -2,6 +2,11 @@
 fast paths, downloads streamed from FTP. Real effects: the rows in Postgres, compared with the rows MLflow's own store
 writes for the same calls; which path answered, from the server's Prometheus counters; the bytes
 and headers a client gets.
+
+Every test runs twice (the `server` fixture, conftest.py): against the stack's server, fast paths
+on, and against a second server of the stack whose fast paths are off, where MLflow's own app
+answers everything. The rows, the answers and the permissions must be the same; only the
+counters (nothing on a fast path when they are off) and the download's headers differ.
 """
 
 from __future__ import annotations
@@ -110,6 +115,11 @@ def counted(before, after) -> dict[tuple[str, str], int]:
     return {k: int(after.get(k, 0) - before.get(k, 0)) for k in after if after.get(k, 0) != before.get(k, 0)}
 
 
+def paths(server, expected: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """What the fast path counters should count: `expected`, or nothing when they are off."""
+    return expected if server.fast_paths else {}
+
+
 def new_run(http, mlflow_url, experiment_id: str) -> str:
     response = http.post(
         f"{mlflow_url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}, timeout=10
@@ -145,7 +155,8 @@ def rows(stack, table: str, run_id: str) -> list[list[str]]:
     )
 
 
-def test_fast_path_writes_what_mlflows_store_writes(stack, mlflow_url, admin_auth, unique_name):
+def test_fast_path_writes_what_mlflows_store_writes(stack, server, admin_auth, unique_name):
+    mlflow_url = server.url
     http = http_session(admin_auth)
     experiment_id = new_experiment(http, mlflow_url, unique_name)
     fast_run, store_run = new_run(http, mlflow_url, experiment_id), new_run(http, mlflow_url, experiment_id)
@@ -161,7 +172,7 @@ def test_fast_path_writes_what_mlflows_store_writes(stack, mlflow_url, admin_aut
     expected = {}
     for call, _, path in CALLS:
         expected[(call, path)] = expected.get((call, path), 0) + 1
-    assert counted(before, fast_path_counts(http, mlflow_url)) == expected
+    assert counted(before, fast_path_counts(http, mlflow_url)) == paths(server, expected)
 
     out = stack.exec(
         "mlflow-server",
@@ -200,8 +211,9 @@ def test_fast_path_writes_what_mlflows_store_writes(stack, mlflow_url, admin_aut
     ],
 )
 def test_what_the_fast_path_does_not_answer_mlflow_answers(
-    stack, mlflow_url, admin_auth, unique_name, case, status, error_code
+    stack, server, admin_auth, unique_name, case, status, error_code
 ):
+    mlflow_url = server.url
     http = http_session(admin_auth)
     run_id = new_run(http, mlflow_url, new_experiment(http, mlflow_url, unique_name))
     body = {"run_id": run_id, "key": "m", "value": 1.0, "timestamp": NOW, "step": 0}
@@ -231,11 +243,14 @@ def test_what_the_fast_path_does_not_answer_mlflow_answers(
     assert response.status_code == status, response.text
     if error_code:
         assert response.json()["error_code"] == error_code, response.text
-    assert counted(before, fast_path_counts(http, mlflow_url)) == {("log-metric", "handed-on"): 1}
+    assert counted(before, fast_path_counts(http, mlflow_url)) == paths(
+        server, {("log-metric", "handed-on"): 1}
+    )
     assert stack.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}'") == [["0"]]
 
 
-def test_an_old_clients_run_uuid_goes_to_mlflow(stack, mlflow_url, admin_auth, unique_name):
+def test_an_old_clients_run_uuid_goes_to_mlflow(stack, server, admin_auth, unique_name):
+    mlflow_url = server.url
     # run_uuid, run_id's old name: MLflow's handler takes either; the fast path only run_id.
     http = http_session(admin_auth)
     run_id = new_run(http, mlflow_url, new_experiment(http, mlflow_url, unique_name))
@@ -246,11 +261,14 @@ def test_an_old_clients_run_uuid_goes_to_mlflow(stack, mlflow_url, admin_auth, u
         json={"run_uuid": run_id, "key": "m", "value": 1.0, "timestamp": NOW, "step": 0},
     )
     assert response.status_code == 200, response.text
-    assert counted(before, fast_path_counts(http, mlflow_url)) == {("log-metric", "handed-on"): 1}
+    assert counted(before, fast_path_counts(http, mlflow_url)) == paths(
+        server, {("log-metric", "handed-on"): 1}
+    )
     assert rows(stack, "metrics", run_id) == [["m", "1", str(NOW), "0", "f"]]
 
 
-def test_a_batch_with_params_and_tags_goes_to_mlflow_whole(stack, mlflow_url, admin_auth, unique_name):
+def test_a_batch_with_params_and_tags_goes_to_mlflow_whole(stack, server, admin_auth, unique_name):
+    mlflow_url = server.url
     http = http_session(admin_auth)
     run_id = new_run(http, mlflow_url, new_experiment(http, mlflow_url, unique_name))
     before = fast_path_counts(http, mlflow_url)
@@ -265,7 +283,9 @@ def test_a_batch_with_params_and_tags_goes_to_mlflow_whole(stack, mlflow_url, ad
         },
     )
     assert response.status_code == 200, response.text
-    assert counted(before, fast_path_counts(http, mlflow_url)) == {("log-batch", "handed-on"): 1}
+    assert counted(before, fast_path_counts(http, mlflow_url)) == paths(
+        server, {("log-batch", "handed-on"): 1}
+    )
     run = http.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=10).json()[
         "run"
     ]
@@ -274,7 +294,8 @@ def test_a_batch_with_params_and_tags_goes_to_mlflow_whole(stack, mlflow_url, ad
     assert [m["key"] for m in run["data"]["metrics"]] == ["m"]
 
 
-def test_a_user_who_is_not_an_admin_is_authorized_by_mlflow(stack, mlflow_url, admin_auth, unique_name):
+def test_a_user_who_is_not_an_admin_is_authorized_by_mlflow(stack, server, admin_auth, unique_name):
+    mlflow_url = server.url
     admin = http_session(admin_auth)
     experiment_id = new_experiment(admin, mlflow_url, unique_name)
     run_id = new_run(admin, mlflow_url, experiment_id)
@@ -290,24 +311,27 @@ def test_a_user_who_is_not_an_admin_is_authorized_by_mlflow(stack, mlflow_url, a
     before = fast_path_counts(admin, mlflow_url)
     refused = bob.post(f"{mlflow_url}/api/2.0/mlflow/runs/log-metric", json=body, timeout=30)
     assert refused.status_code == 403, refused.text
-    assert counted(before, fast_path_counts(admin, mlflow_url)) == {("log-metric", "handed-on"): 1}
+    assert counted(before, fast_path_counts(admin, mlflow_url)) == paths(
+        server, {("log-metric", "handed-on"): 1}
+    )
     assert stack.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}'") == [["0"]]
 
     grant(admin, mlflow_url, user, experiment_id, "EDIT")
     before = fast_path_counts(admin, mlflow_url)
     written = bob.post(f"{mlflow_url}/api/2.0/mlflow/runs/log-metric", json=body, timeout=30)
     assert written.status_code == 200, written.text
-    assert counted(before, fast_path_counts(admin, mlflow_url)) == {("log-metric", "fast"): 1}
+    assert counted(before, fast_path_counts(admin, mlflow_url)) == paths(server, {("log-metric", "fast"): 1})
     assert stack.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}'") == [["1"]]
 
 
 def test_a_demoted_or_deleted_admin_loses_its_rights_on_every_worker_within_a_second(
-    stack, mlflow_url, admin_auth, unique_name
+    stack, server, admin_auth, unique_name
 ):
     """Each worker caches a successful login (MLFLOW_AUTH_CACHE_TTL_SECONDS, 1 s) with the user's
     admin flag; MLflow drops it only in the worker that answered the change. Every worker holds
     both admins' logins (new connections spread over them), then one is demoted and one deleted:
     a second later no worker lets either write to a run they have no permission on."""
+    mlflow_url = server.url
     admin = http_session(admin_auth)
     run_id = new_run(admin, mlflow_url, new_experiment(admin, mlflow_url, unique_name))
     body = {"run_id": run_id, "key": "m", "value": 1.0, "timestamp": NOW}
@@ -357,7 +381,8 @@ def test_a_demoted_or_deleted_admin_loses_its_rights_on_every_worker_within_a_se
     assert stack.psql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}'") == [[str(written)]]
 
 
-def test_the_fast_path_keeps_mlflows_host_and_origin_checks(mlflow_url, admin_auth, unique_name):
+def test_the_fast_path_keeps_mlflows_host_and_origin_checks(server, admin_auth, unique_name):
+    mlflow_url = server.url
     http = http_session(admin_auth)
     run_id = new_run(http, mlflow_url, new_experiment(http, mlflow_url, unique_name))
     body = {"run_id": run_id, "key": "m", "value": 1.0, "timestamp": NOW, "step": 0}
@@ -366,9 +391,8 @@ def test_the_fast_path_keeps_mlflows_host_and_origin_checks(mlflow_url, admin_au
     assert http.post(url, json=body, headers={"Origin": "http://evil.example"}, timeout=10).status_code == 403
 
 
-def test_concurrent_batches_into_one_run_keep_the_latest_of_each_key(
-    stack, mlflow_url, admin_auth, unique_name
-):
+def test_concurrent_batches_into_one_run_keep_the_latest_of_each_key(stack, server, admin_auth, unique_name):
+    mlflow_url = server.url
     http = http_session(admin_auth)
     run_id = new_run(http, mlflow_url, new_experiment(http, mlflow_url, unique_name))
     errors: list[str] = []
@@ -412,7 +436,8 @@ print(run.info.artifact_uri, hashlib.sha256(data).hexdigest())
 """
 
 
-def test_downloads_stream_from_ftp_with_their_length(stack, mlflow_url, admin_auth, unique_name):
+def test_downloads_stream_from_ftp_with_their_length(stack, server, admin_auth, unique_name):
+    mlflow_url = server.url
     size = 24 * 1024 * 1024 + 7
     out = stack.python("jupyter", UPLOAD.format(experiment=unique_name, size=size))
     artifact_uri, digest = out.strip().splitlines()[-1].split()
@@ -423,17 +448,22 @@ def test_downloads_stream_from_ftp_with_their_length(stack, mlflow_url, admin_au
     before = fast_path_counts(http, mlflow_url)
     with http.get(url, stream=True, timeout=60) as response:
         assert response.status_code == 200, response.text
-        # MLflow's own route copies the file to the server's /tmp and sends it chunked, without a
-        # length; the streamed one passes on FTP's SIZE.
-        assert response.headers["Content-Length"] == str(size)
-        assert "Transfer-Encoding" not in response.headers
+        # MLflow's own route (fast paths off) copies the file to the server's /tmp and sends it
+        # chunked, without a length; the streamed one passes on FTP's SIZE.
+        if server.fast_paths:
+            assert response.headers["Content-Length"] == str(size)
+            assert "Transfer-Encoding" not in response.headers
+        else:
+            assert response.headers.get("Transfer-Encoding") == "chunked", response.headers
         assert response.headers["Content-Type"] == "application/octet-stream"
         assert (
             response.headers["Content-Disposition"] == "attachment; filename=streamed.bin"
         )  # MLflow's helper
         assert response.headers["x-content-type-options"] == "nosniff"
         assert hashlib.sha256(response.raw.read()).hexdigest() == digest
-    assert counted(before, fast_path_counts(http, mlflow_url)) == {("artifact-download", "fast"): 1}
+    assert counted(before, fast_path_counts(http, mlflow_url)) == paths(
+        server, {("artifact-download", "fast"): 1}
+    )
     # A download the client breaks off leaves the server's FTP pool usable: the next ones are whole.
     with http.get(url, stream=True, timeout=60) as response:
         response.raw.read(1024 * 1024)
@@ -447,7 +477,8 @@ def test_downloads_stream_from_ftp_with_their_length(stack, mlflow_url, admin_au
     )
 
 
-def test_artifact_transfers_keep_mlflows_authorization(stack, mlflow_url, admin_auth, unique_name):
+def test_artifact_transfers_keep_mlflows_authorization(stack, server, admin_auth, unique_name):
+    mlflow_url = server.url
     http = http_session(admin_auth)
     experiment_id = new_experiment(http, mlflow_url, unique_name)
     run_id = new_run(http, mlflow_url, experiment_id)
@@ -458,7 +489,9 @@ def test_artifact_transfers_keep_mlflows_authorization(stack, mlflow_url, admin_
     data = bytes(range(256)) * 4096
     before = fast_path_counts(http, mlflow_url)
     assert http.put(url, data=data, timeout=60).status_code == 200
-    assert counted(before, fast_path_counts(http, mlflow_url)) == {("artifact-upload", "fast"): 1}
+    assert counted(before, fast_path_counts(http, mlflow_url)) == paths(
+        server, {("artifact-upload", "fast"): 1}
+    )
     on_ftp = stack.exec(
         "ftpd", "sh", "-c", f"find /srv/ftp -path '*/{run_id}/artifacts/up/data.bin' -exec sha256sum {{}} +"
     ).stdout.split()
@@ -480,10 +513,13 @@ def test_artifact_transfers_keep_mlflows_authorization(stack, mlflow_url, admin_
     assert eve.get(url, timeout=30).status_code == 403
     assert eve.put(url.replace("data.bin", "eve.bin"), data=b"x", timeout=30).status_code == 403
     assert http_session(None).get(url, timeout=30).status_code == 401
-    assert counted(before, fast_path_counts(http, mlflow_url)) == {
-        ("artifact-download", "handed-on"): 2,
-        ("artifact-upload", "handed-on"): 1,
-    }
+    assert counted(before, fast_path_counts(http, mlflow_url)) == paths(
+        server,
+        {
+            ("artifact-download", "handed-on"): 2,
+            ("artifact-upload", "handed-on"): 1,
+        },
+    )
     assert not stack.exec("ftpd", "find", "/srv/ftp", "-name", "eve.bin").stdout.strip()
     # Granted READ instead: downloads yes (the fast path), uploads still MLflow's 403.
     revoked = http.post(
@@ -496,7 +532,10 @@ def test_artifact_transfers_keep_mlflows_authorization(stack, mlflow_url, admin_
     before = fast_path_counts(http, mlflow_url)
     assert eve.get(url, timeout=30).content == data
     assert eve.put(url.replace("data.bin", "eve.bin"), data=b"x", timeout=30).status_code == 403
-    assert counted(before, fast_path_counts(http, mlflow_url)) == {
-        ("artifact-download", "fast"): 1,
-        ("artifact-upload", "handed-on"): 1,
-    }
+    assert counted(before, fast_path_counts(http, mlflow_url)) == paths(
+        server,
+        {
+            ("artifact-download", "fast"): 1,
+            ("artifact-upload", "handed-on"): 1,
+        },
+    )

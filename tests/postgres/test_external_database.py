@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 
+from utils.servers import ALLOWED_HOSTS
 from utils.stack import REPO, Stack, http_session
 from utils.wait import wait_until
 
@@ -24,7 +25,6 @@ TEAM_DB = {
     "MLFLOW_DB_NAME": "team_tracking",
     "MLFLOW_AUTH_DB_NAME": "team_users",
 }
-ALLOWED_HOSTS = "mlflow-server,mlflow-server:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"
 
 
 def documented_sql() -> str:
