@@ -176,10 +176,10 @@ def input_schemas(inputs: list | None) -> dict[str, dict]:
     if columns:
         split["properties"]["columns"]["items"]["enum"] = columns
         split["properties"]["columns"]["uniqueItems"] = True
-        # Every required column must be among `columns` (in any order).
-        split["properties"]["columns"]["allOf"] = [
-            {"contains": {"const": c}} for c in row.get("required", [])
-        ]
+        # Every required column must be among `columns` (in any order). None required (named
+        # tensors, optional columns): no allOf, which must not be empty.
+        if row.get("required"):
+            split["properties"]["columns"]["allOf"] = [{"contains": {"const": c}} for c in row["required"]]
     schemas.update(
         {
             "DataframeSplit": body("dataframe_split", split, "pandas `to_dict(orient='split')`"),

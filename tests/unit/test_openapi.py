@@ -121,12 +121,6 @@ def test_a_tensor_signature(tmp_path):
     assert examples["examples"] == {"stored": {"summary": "the model's input example", "value": example}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving/openapi.py writes `allOf: []` (invalid: minItems 1) for the "
-    "columns of a signature with no required column, e.g. named tensors; fix: set that allOf "
-    "only when Row has required columns",
-)
 def test_named_tensors_are_properties_of_a_row(tmp_path):
     inputs = [
         {"type": "tensor", "name": "image", "tensor-spec": {"dtype": "uint8", "shape": [-1, 2, 2]}},
