@@ -114,11 +114,8 @@ main() {
 		|| die "mlflow-server of project $PROJECT is not running: make up"
 
 	say "scoring image $IMAGE (the first build takes a few minutes: Java, Spark, MLflow)"
-	local built
-	# The context: scoring/ and the module it shares with make serve (tools/image-context.sh).
-	built="$(tools/image-context.sh scoring | docker build -q -t "$IMAGE" --build-arg "WORKBENCH_BASE=$WORKBENCH_BASE" \
-		--build-arg "PIP_INDEX_URL=${PIP_INDEX_URL:-}" - 2>&1)" \
-		|| { printf '%s\n' "$built" >&2; die "building $IMAGE failed (above)"; }
+	# The context: scoring/ and the module it shares with make serve; a rebuild leaves no stale image.
+	tools/build-image.sh scoring "$IMAGE" "$WORKBENCH_BASE" >/dev/null || die "building $IMAGE failed (above)"
 
 	# The admin password, read from the secrets volume by the one-shot secrets-init service
 	# (root there; the volume's files are 0400 for the server's uid). It stays in this shell's

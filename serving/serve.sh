@@ -76,9 +76,8 @@ cmd_serve() {
 		--format '{{.Names}} {{.Label "org.workbench.model.uri"}}')
 
 	say "serving tools image $TOOLS_IMAGE (the first build takes a minute or two)"
-	# The context: serving/ and the module it shares with make score (tools/image-context.sh).
-	tools/image-context.sh serving | docker build -q -t "$TOOLS_IMAGE" --build-arg "WORKBENCH_BASE=$WORKBENCH_BASE" \
-		--build-arg "PIP_INDEX_URL=${PIP_INDEX_URL:-}" - >/dev/null
+	# The context: serving/ and the module it shares with make score; a rebuild leaves no stale image.
+	tools/build-image.sh serving "$TOOLS_IMAGE" "$WORKBENCH_BASE" >/dev/null
 
 	# The admin password, read from the secrets volume by the one-shot secrets-init service
 	# (root there; the volume's files are 0400 for the server's uid). It stays in this shell's

@@ -3,6 +3,8 @@
 #
 #   tools/image-context.sh serving | docker build -t workbench/serving-tools:local ... -
 #
+# (tools/build-image.sh runs exactly that for serve.sh and score.sh.)
+#
 # FOLDER's files (serving/ or scoring/) plus the module both tools share (tools/model_tools.py,
 # tools/README.md), so the one copy in tools/ is what each image gets. Needs bash and tar.
 set -Eeuo pipefail

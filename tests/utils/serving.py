@@ -161,26 +161,11 @@ UNKNOWN = {
 
 
 def build_scoring_image() -> str:
-    """The scoring image, built as `make score` builds it (scoring/ with the shared
-    tools/model_tools.py, the machine's PyPI mirror if any): its tag."""
+    """The scoring image, built as `make score` builds it (tools/build-image.sh: scoring/ with the
+    shared tools/model_tools.py, the machine's PyPI mirror if any): its tag."""
     image = "workbench/scoring:local"
-    context = subprocess.run(
-        [str(REPO / "tools" / "image-context.sh"), "scoring"], check=True, capture_output=True
-    ).stdout
     subprocess.run(
-        [
-            "docker",
-            "build",
-            "-q",
-            "-t",
-            image,
-            "--build-arg",
-            "WORKBENCH_BASE=workbench/base:local",
-            "--build-arg",
-            f"PIP_INDEX_URL={os.environ.get('PIP_INDEX_URL', '')}",
-            "-",
-        ],
-        input=context,
+        [str(REPO / "tools" / "build-image.sh"), "scoring", image, "workbench/base:local"],
         check=True,
         capture_output=True,
         timeout=3600,
