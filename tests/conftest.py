@@ -10,13 +10,14 @@ Inner loop: WORKBENCH_TEST_PROJECT=wbdev WORKBENCH_TEST_KEEP=1 reuses (and keeps
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
 
 import pytest
 
-from utils.servers import unverified_server
+from utils.servers import running, unverified_server
 from utils.stack import Stack, image_present, portainer_image
 
 # Hostile values, as the official postgres image's tests use: spaces, quotes, URI and
@@ -91,11 +92,24 @@ def stack_factory(tmp_path_factory, request):
 
 
 @pytest.fixture(scope="session")
-def unverified_mlflow_server(stack):
+def _unverified_servers():
+    """The fast-paths-off server of the session (see below) while it lasts; removed at the end."""
+    held: dict = {"server": None}
+    with contextlib.ExitStack() as held["removal"]:
+        yield held
+
+
+@pytest.fixture(scope="module")
+def unverified_mlflow_server(stack, _unverified_servers):
     """A second mlflow-server of the stack with its fast paths off (utils/servers.py), for the
-    server-level and fault tests that run both ways; removed at the end of the session."""
-    with unverified_server(stack) as server:
-        yield server
+    server-level and fault tests that run both ways. One per session, started again for the next
+    module that needs it when it is gone: a test that takes the stack down (e2e's restart test,
+    `down` + `up`) removes it with the project's other containers, and the networks it was on."""
+    held = _unverified_servers
+    if held["server"] is None or not running(held["server"].container):
+        held["removal"].close()  # the one gone, if any: its leftovers removed
+        held["server"] = held["removal"].enter_context(unverified_server(stack))
+    return held["server"]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

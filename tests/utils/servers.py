@@ -72,6 +72,13 @@ def unverified_server(stack: Stack) -> Iterator[Server]:
         subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
 
 
+def running(container: str) -> bool:
+    state = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Running}}", container], capture_output=True, text=True
+    )
+    return state.stdout.strip() == "true"
+
+
 def host_url(container: str) -> str:
     """http://127.0.0.1:<port> of the container's port 5000 (a restart picks a new one)."""
     port = subprocess.run(
