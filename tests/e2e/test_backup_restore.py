@@ -1,5 +1,5 @@
 """make backup → make clean FORCE=1 → make restore: every run, metric, model version and
-artifact checksum identical, on a stack of its own; the backup restored is one encrypted with age
+artifact checksum identical, and every row of the audit trail, on a stack of its own; the backup restored is one encrypted with age
 (make backup AGE_RECIPIENTS_FILE=…), which holds nothing in clear and restores only with its
 identity (make restore AGE_IDENTITY_FILE=…)."""
 
@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from utils.stack import REPO
-from utils.workloads import CREATE, FTP_CHECKSUMS, SNAPSHOT
+from utils.workloads import AUDIT_TRAIL, CREATE, FTP_CHECKSUMS, SNAPSHOT
 
 SERVICES = ["postgres", "ftpd", "mlflow-server", "jupyter"]
 
@@ -36,6 +36,8 @@ def test_backup_clean_restore_gives_back_everything(stack_factory, tmp_path):
     before = json.loads(stack.python("jupyter", SNAPSHOT).strip().splitlines()[-1])
     ftp_before = stack.exec("ftpd", *FTP_CHECKSUMS).stdout
     assert len(before["runs"]) == 2 and len(before["versions"]) == 2
+    audit_before = stack.psql(AUDIT_TRAIL)
+    assert any(row[4].endswith("/runs/create") for row in audit_before), audit_before[-5:]
 
     compose = f"docker compose --env-file {stack.env_file} -f {REPO / 'docker-compose.yml'}"
     env = {"WORKBENCH_COMPOSE": f"{compose} -p {stack.project}", "WORKBENCH_RESTORE_KEEP_ENV": "1"}
@@ -113,6 +115,7 @@ def test_backup_clean_restore_gives_back_everything(stack_factory, tmp_path):
     after = json.loads(stack.python("jupyter", SNAPSHOT).strip().splitlines()[-1])
     assert after == before
     assert stack.exec("ftpd", *FTP_CHECKSUMS).stdout == ftp_before
+    assert stack.psql(AUDIT_TRAIL)[: len(audit_before)] == audit_before
 
 
 def test_restore_refuses_a_corrupt_archive(tmp_path):

@@ -1,5 +1,5 @@
 """`docker compose down` (volumes kept) then up again: every run, metric, model version and
-artifact is still there, artifacts byte for byte."""
+artifact is still there, artifacts byte for byte, and every row of the audit trail."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import pytest
 
 from utils.stack import http_session
-from utils.workloads import CREATE, FTP_CHECKSUMS, SNAPSHOT
+from utils.workloads import AUDIT_TRAIL, CREATE, FTP_CHECKSUMS, SNAPSHOT
 
 
 @pytest.mark.slow
@@ -18,6 +18,8 @@ def test_down_and_up_keeps_runs_metrics_versions_and_artifacts(stack, admin_auth
     before = json.loads(stack.python("jupyter", SNAPSHOT).strip().splitlines()[-1])
     assert len(before["runs"]) == 2 and len(before["versions"]) == 2
     ftp_before = stack.exec("ftpd", *FTP_CHECKSUMS).stdout
+    audit_before = stack.psql(AUDIT_TRAIL)
+    assert any(row[4].endswith("/runs/create") for row in audit_before), audit_before[-5:]
 
     stack.down()  # volumes kept
     stack.up()
@@ -26,6 +28,7 @@ def test_down_and_up_keeps_runs_metrics_versions_and_artifacts(stack, admin_auth
     assert after == before
     ftp_after = stack.exec("ftpd", *FTP_CHECKSUMS).stdout
     assert ftp_after == ftp_before
+    assert stack.psql(AUDIT_TRAIL)[: len(audit_before)] == audit_before
     # And through the REST API from the host, with the same credentials as before.
     mlflow_url = stack.url("mlflow-server", 5000)
     run_id = next(iter(before["runs"]))

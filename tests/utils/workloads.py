@@ -45,3 +45,7 @@ print(json.dumps(out, sort_keys=True))
 
 # sha256 of every file on the FTP volume, sorted: the artifact tree byte for byte.
 FTP_CHECKSUMS = ["sh", "-c", "cd /srv/ftp && find . -type f -print0 | sort -z | xargs -0 -r sha256sum"]
+
+# The audit trail (mlflow-server/server-app/workbench_audit.py), every row and column, for
+# stack.psql: CREATE's calls leave rows there, and a restart or a restore must keep them all.
+AUDIT_TRAIL = "SELECT id, at, username, method, route, status, targets::text FROM workbench_audit ORDER BY id"
