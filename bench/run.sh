@@ -41,11 +41,17 @@ fi
 stamp="$(date -u +%Y-%m-%dT%H%MZ)"
 work="$(mktemp -d)"
 remove_bench_stack() {
-	local ids
-	# Containers started beside the stack on its networks (serving/serve.sh's, the serving bench's).
-	mapfile -t ids < <(docker ps -aq --filter "label=org.workbench.project=$bench_project")
+	local ids volumes
+	# Containers started beside the stack on its networks (serving/serve.sh's, the serving bench's),
+	# and the one-off `run --rm bench` a Ctrl-C catches while its own `docker compose run` is still
+	# removing it: a volume it holds when `down` runs would stay behind.
+	mapfile -t ids < <(docker ps -aq --filter "label=org.workbench.project=$bench_project"
+		docker ps -aq --filter "label=com.docker.compose.project=$bench_project" --filter "label=com.docker.compose.oneoff=True")
 	((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null 2>&1 || true
 	"${bench_dc[@]}" down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+	# Still there if a container held it while `down` ran: removed now that none does.
+	mapfile -t volumes < <(docker volume ls -q --filter "label=com.docker.compose.project=$bench_project")
+	((${#volumes[@]} == 0)) || docker volume rm -f "${volumes[@]}" >/dev/null 2>&1 || true
 }
 finish() {
 	local status=$?
