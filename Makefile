@@ -164,9 +164,11 @@ test-unit: .venv ## the pure logic, without Docker (seconds): tests/unit
 # built); the stack's run then leaves it out.
 .PHONY: test
 test: export PYTEST_ARGS ?=
-test: test-unit prerequisites ca-certificates base-image .venv ## run the test suite: test-unit, then the rest against its own isolated stack
-	@echo "==> pytest $$PYTEST_ARGS (an isolated stack under its own project name; tests/README.md)"
-	@$(call split_words,PYTEST_ARGS,args); .venv/bin/python -m pytest --ignore=tests/unit "$${args[@]}"
+test: export TEST_PROCESSES ?= 2
+test: test-unit prerequisites ca-certificates base-image .venv ## run the test suite: test-unit, then the rest in TEST_PROCESSES=2 processes, each on an isolated stack of its own
+	@echo "==> pytest $$PYTEST_ARGS in $$TEST_PROCESSES processes (each an isolated stack under its own project name; tests/README.md)"
+	@$(call split_words,PYTEST_ARGS,args); \
+		.venv/bin/python -m pytest --ignore=tests/unit -n "$$TEST_PROCESSES" --dist loadfile "$${args[@]}"
 
 .PHONY: browser
 browser: ## install Debian's Chromium for the browser tests (as root; without it they skip)

@@ -5,12 +5,17 @@ readiness signal) under a unique project name, with every port on an ephemeral 1
 so it runs beside a user's own workbench. At the end it dumps the logs of every service if any
 test failed, then removes the stack and its volumes.
 
+`make test` runs pytest in two processes (pytest-xdist, whole files to each): each process has
+a stack of its own, so a test that restarts or breaks its stack never touches the other's tests.
+The images are built once, by whichever process gets there first (a lock between them).
+
 Inner loop: WORKBENCH_TEST_PROJECT=wbdev WORKBENCH_TEST_KEEP=1 reuses (and keeps) one stack.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import uuid
 from pathlib import Path
@@ -42,6 +47,29 @@ def pytest_configure(config):
         config.addinivalue_line("markers", marker)
 
 
+# The longest files (minutes each in a CI run), handed out first so that make test's two processes
+# end near each other rather than one finishing a long file alone at the end. Order only: any
+# file may run in either process, and every other file follows in its usual order.
+LONGEST_FIRST = (
+    "compat/test_models.py",
+    "serving/test_serving.py",
+    "scoring/test_scoring.py",
+    "mlflow-server/test_authz_attacks.py",
+    "e2e/test_notebooks.py",
+    "bench/test_bench_run.py",
+    "bench/test_bench_serving.py",
+    "e2e/test_exercises.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        path = item.path.as_posix()
+        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: within a file, and among the rest, the order stays
+
+
 def _env_file(directory: Path) -> Path:
     path = directory / "test.env"
     path.write_text(
@@ -54,6 +82,8 @@ def _env_file(directory: Path) -> Path:
 
 def _new_stack(tmp_path_factory, prefix: str, secrets_: dict[str, str]) -> tuple[Stack, bool]:
     project = os.environ.get("WORKBENCH_TEST_PROJECT") if prefix == "wbtest" else None
+    if project and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        project += "-" + os.environ["PYTEST_XDIST_WORKER"]  # a kept stack per process: wbdev-gw0...
     keep = bool(project) and os.environ.get("WORKBENCH_TEST_KEEP") == "1"
     project = project or f"{prefix}{uuid.uuid4().hex[:6]}"
     return Stack(project, _env_file(tmp_path_factory.mktemp(project)), secrets_), keep
@@ -65,11 +95,20 @@ def stack(tmp_path_factory, request):
     stack, keep = _new_stack(tmp_path_factory, "wbtest", HOSTILE_SECRETS)
     failed_before = request.session.testsfailed
     try:
-        stack.up(build=True)
+        # One build for all of make test's processes: the first builds, the other then finds
+        # every layer cached (two classic builds of one image at once would both do the work).
+        with open(tmp_path_factory.getbasetemp().parent / "images.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            stack.compose("build", timeout=3600)
+        stack.up()
         yield stack
     finally:
         if request.session.testsfailed > failed_before or os.environ.get("WORKBENCH_TEST_LOGS"):
-            print(f"\n===== logs of {stack.project} =====\n{stack.logs()}")
+            logs = f"===== logs of {stack.project} =====\n{stack.logs()}"
+            if hasattr(request.config, "workeroutput"):  # one of make test's processes: to the main one
+                request.config.workeroutput.setdefault("stack_logs", []).append(logs)
+            else:
+                print("\n" + logs)
         if not keep:
             stack.down(volumes=True)
 
@@ -110,6 +149,39 @@ def unverified_mlflow_server(stack, _unverified_servers):
         held["removal"].close()  # the one gone, if any: its leftovers removed
         held["server"] = held["removal"].enter_context(unverified_server(stack))
     return held["server"]
+
+
+@pytest.fixture
+def figure(record_property):
+    """figure("[what] measured ..."): a measured figure for the "figures" section at the end of
+    the run (printed there also when the test ran in one of make test's other processes)."""
+    return lambda text: record_property("figure", text)
+
+
+_figures: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _figures.extend(value for name, value in report.user_properties if name == "figure")
+
+
+_stack_logs: list[str] = []
+
+
+def pytest_testnodedown(node, error):
+    """pytest-xdist: one of make test's processes ended; the logs of its stack, if it had a failure."""
+    _stack_logs.extend(getattr(node, "workeroutput", {}).get("stack_logs", []))
+
+
+def pytest_terminal_summary(terminalreporter):
+    for logs in _stack_logs:
+        terminalreporter.section("the logs of a stack with a failed test")
+        terminalreporter.write_line(logs)
+    if _figures:
+        terminalreporter.section("figures measured by the tests")
+        for line in _figures:
+            terminalreporter.write_line(line)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

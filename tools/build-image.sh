@@ -17,6 +17,14 @@ folder="${1:?usage: tools/build-image.sh serving|scoring IMAGE BASE}"
 image="${2:?usage: tools/build-image.sh serving|scoring IMAGE BASE}"
 base="${3:?usage: tools/build-image.sh serving|scoring IMAGE BASE}"
 
+# One build of an image at a time (two make serve at once, make test's two processes): the second
+# waits, then finds every layer cached, instead of building the same layers beside the first and
+# removing its image as "replaced". flock(1) is util-linux's; without it (macOS) no waiting.
+if command -v flock >/dev/null; then
+	exec {lock}>"${TMPDIR:-/tmp}/workbench-build-image-${image//[^A-Za-z0-9._-]/_}.lock"
+	flock "$lock"
+fi
+
 id_of() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 
 before="$(id_of "$image")"

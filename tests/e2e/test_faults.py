@@ -108,7 +108,7 @@ def last_errors(report: dict) -> list:
 
 
 @pytest.mark.slow
-def test_postgres_crash_under_load(stack, unverified_mlflow_server, capsys):
+def test_postgres_crash_under_load(stack, unverified_mlflow_server, figure):
     started_at = stack.inspect("mlflow-server")["State"]["StartedAt"]
     no_retry = start_load(stack, "fault-postgres", duration=30, retries=0)
     with_retry = start_load(stack, "fault-postgres", duration=30, retries=6)
@@ -135,17 +135,16 @@ def test_postgres_crash_under_load(stack, unverified_mlflow_server, capsys):
     assert errors(reports[2]) == 0, f"clients with retries failed, fast paths off: {last_errors(reports[2])}"
     acked_on, found_on = check_acknowledged_writes(stack, reports[0], reports[1])
     acked_off, found_off = check_acknowledged_writes(stack, reports[2])
-    with capsys.disabled():
-        print(
-            f"\n[postgres crash] fast paths on: acknowledged {acked_on}, found {found_on}; errors "
-            f"without retries {errors(reports[0])}, with retries {errors(reports[1])}. Fast paths off: "
-            f"acknowledged {acked_off}, found {found_off}, errors with retries {errors(reports[2])}. "
-            f"postgres healthy again after {healthy_again - killed:.1f} s"
-        )
+    figure(
+        f"[postgres crash] fast paths on: acknowledged {acked_on}, found {found_on}; errors "
+        f"without retries {errors(reports[0])}, with retries {errors(reports[1])}. Fast paths off: "
+        f"acknowledged {acked_off}, found {found_off}, errors with retries {errors(reports[2])}. "
+        f"postgres healthy again after {healthy_again - killed:.1f} s"
+    )
 
 
 @pytest.mark.slow
-def test_mlflow_server_restart_under_load(stack, unverified_mlflow_server, capsys):
+def test_mlflow_server_restart_under_load(stack, unverified_mlflow_server, figure):
     on = start_load(stack, "fault-restart", duration=30, retries=6)
     off = start_load(stack, "fault-restart", duration=30, retries=6, server=unverified_mlflow_server)
     time.sleep(5)
@@ -163,13 +162,12 @@ def test_mlflow_server_restart_under_load(stack, unverified_mlflow_server, capsy
     assert errors(reports[1]) == 0, f"fast paths off: {last_errors(reports[1])}"
     acked_on, found_on = check_acknowledged_writes(stack, reports[0])
     acked_off, found_off = check_acknowledged_writes(stack, reports[1])
-    with capsys.disabled():
-        print(
-            f"\n[mlflow-server restart] fast paths on: acknowledged {acked_on}, found {found_on}, "
-            f"client errors {errors(reports[0])}, healthy again after {healthy_on - restarted:.1f} s. "
-            f"Fast paths off: acknowledged {acked_off}, found {found_off}, client errors "
-            f"{errors(reports[1])}, healthy again after {healthy_off - restarted:.1f} s"
-        )
+    figure(
+        f"[mlflow-server restart] fast paths on: acknowledged {acked_on}, found {found_on}, "
+        f"client errors {errors(reports[0])}, healthy again after {healthy_on - restarted:.1f} s. "
+        f"Fast paths off: acknowledged {acked_off}, found {found_off}, client errors "
+        f"{errors(reports[1])}, healthy again after {healthy_off - restarted:.1f} s"
+    )
 
 
 # Upload one big artifact through the proxy; prints "ok" or the error the client got.
@@ -213,7 +211,7 @@ except Exception as exc:
 
 
 @pytest.mark.slow
-def test_ftpd_crash_during_upload(stack, capsys):
+def test_ftpd_crash_during_upload(stack, figure):
     setup = stack.python(
         "jupyter",
         """
@@ -270,8 +268,7 @@ with tempfile.TemporaryDirectory() as scratch:  # 300 MB: gone again once hashed
     ).strip()
     stack.exec("jupyter", "rm", "-f", "/tmp/fault-upload.bin")
     assert digest == info["sha256"]
-    with capsys.disabled():
-        print(
-            f"\n[ftpd crash] upload failed and was reported; no partial file; ftpd healthy "
-            f"again after {healthy - killed:.1f} s; the retry's sha256 matches"
-        )
+    figure(
+        f"[ftpd crash] upload failed and was reported; no partial file; ftpd healthy "
+        f"again after {healthy - killed:.1f} s; the retry's sha256 matches"
+    )
