@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from utils.stack import Stack
+from utils.stack import Stack, container_state
 from utils.wait import wait_until
 
 
@@ -23,13 +23,7 @@ def crash(stack: Stack, service: str) -> float:
 
 
 def healthy(container: str) -> bool:
-    status = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.Health.Status}}", container],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return status.stdout.strip() == "healthy"
+    return container_state(container, "Health.Status") == "healthy"
 
 
 def wait_container_healthy(container: str, *, timeout: float = 120) -> float:

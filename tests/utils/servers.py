@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from utils.faults import wait_container_healthy
-from utils.stack import REPO, Stack
+from utils.stack import REPO, Stack, container_state
 
 ALLOWED_HOSTS = "mlflow-server,mlflow-server:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"
 UNVERIFIED_MLFLOW = REPO / "tests" / "mlflow-server" / "unverified-mlflow"
@@ -73,10 +73,7 @@ def unverified_server(stack: Stack) -> Iterator[Server]:
 
 
 def running(container: str) -> bool:
-    state = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.Running}}", container], capture_output=True, text=True
-    )
-    return state.stdout.strip() == "true"
+    return container_state(container, "Running") == "true"
 
 
 def host_url(container: str) -> str:

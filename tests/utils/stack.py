@@ -22,6 +22,15 @@ def portainer_image() -> str:
     return f"portainer/portainer-ce:{version}"
 
 
+def container_state(container: str, field: str) -> str:
+    """One field of the container's `docker inspect` State ("Running", "Health.Status"); "" when
+    the container is gone."""
+    inspected = subprocess.run(
+        ["docker", "inspect", "-f", f"{{{{.State.{field}}}}}", container], capture_output=True, text=True
+    )
+    return inspected.stdout.strip() if inspected.returncode == 0 else ""
+
+
 def image_present(image: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
 
