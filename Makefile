@@ -166,7 +166,7 @@ test-unit: .venv ## the pure logic, without Docker (seconds): tests/unit
 test: export PYTEST_ARGS ?=
 test: export TEST_PROCESSES ?= 2
 test: test-unit prerequisites ca-certificates base-image .venv ## run the test suite: test-unit, then the rest in TEST_PROCESSES=2 processes, each on an isolated stack of its own
-	@echo "==> pytest $$PYTEST_ARGS in $$TEST_PROCESSES processes (each an isolated stack under its own project name; tests/README.md)"
+	@echo "==> pytest$${PYTEST_ARGS:+ $$PYTEST_ARGS} in $$TEST_PROCESSES processes (each an isolated stack under its own project name; tests/README.md)"
 	@$(call split_words,PYTEST_ARGS,args); \
 		.venv/bin/python -m pytest --ignore=tests/unit -n "$$TEST_PROCESSES" --dist loadfile "$${args[@]}"
 
