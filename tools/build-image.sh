@@ -19,9 +19,11 @@ base="${3:?usage: tools/build-image.sh serving|scoring IMAGE BASE}"
 
 # One build of an image at a time (two make serve at once, make test's two processes): the second
 # waits, then finds every layer cached, instead of building the same layers beside the first and
-# removing its image as "replaced". flock(1) is util-linux's; without it (macOS) no waiting.
+# removing its image as "replaced". flock(1) is util-linux's; without it (macOS) no waiting. The
+# lock file is the user's own (make score runs as the caller's uid: another user's file in /tmp
+# would not open for writing).
 if command -v flock >/dev/null; then
-	exec {lock}>"${TMPDIR:-/tmp}/workbench-build-image-${image//[^A-Za-z0-9._-]/_}.lock"
+	exec {lock}>"${TMPDIR:-/tmp}/workbench-build-image-$(id -u)-${image//[^A-Za-z0-9._-]/_}.lock"
 	flock "$lock"
 fi
 
