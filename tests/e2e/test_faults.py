@@ -10,7 +10,8 @@
 The postgres crash and the restart are ridden out by two servers under load at once: the stack's,
 fast paths on, and a second one of the stack with them off (MLflow's own app; utils/servers.py),
 so the escape hatch keeps every acknowledged write too.
-Each prints its figures (writes acknowledged / found, errors, recovery seconds)."""
+Each reports its figures (writes acknowledged / found, errors, recovery seconds) in the run's
+"figures measured by the tests" section (the `figure` fixture, conftest.py)."""
 
 from __future__ import annotations
 
