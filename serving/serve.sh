@@ -107,14 +107,14 @@ jupyter_key() {
 	compose run --rm --no-deps -T secrets-init test -s /secrets/jupyter/serving-key 2>/dev/null && return 0
 	say "issuing the key 'jupyter' for JupyterLab (/run/secrets/serving-key there)"
 	local out sha
-	if keys_tool list | cut -f1 | grep -qx jupyter; then
+	if keys_tool list | cut -f1 | grep -x jupyter >/dev/null; then  # not -q: no SIGPIPE under pipefail
 		sha="$(keys_tool revoke jupyter | sed -n 's/^sha=//p')"
 		each_gateway runtime-del "$sha" jupyter
 	fi
 	out="$(keys_tool add jupyter '*')" || die "could not issue the jupyter key"
 	sha="$(sed -n 's/^sha=//p' <<<"$out")"
 	sed -n 's/^key=//p' <<<"$out" | compose run --rm --no-deps -T secrets-init sh -c \
-		'umask 077 && cat >/secrets/jupyter/.serving-key && chown 1000:100 /secrets/jupyter/.serving-key && mv /secrets/jupyter/.serving-key /secrets/jupyter/serving-key' \
+		'umask 077 && cat >/secrets/jupyter/.serving-key && chown 1000:100 /secrets/jupyter/.serving-key && chmod 0400 /secrets/jupyter/.serving-key && mv /secrets/jupyter/.serving-key /secrets/jupyter/serving-key' \
 		|| die "could not give the jupyter container its key"
 	each_gateway runtime-add "$sha" jupyter '*'
 }
