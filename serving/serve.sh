@@ -222,21 +222,7 @@ cmd_serve() {
 		docker rm -f "$name" >/dev/null
 	fi
 	docker rm -f "$gateway" >/dev/null 2>&1 || true
-	# The gateway first: it publishes the port (fails at once when the port is taken), and waits
-	# for the model's address (Docker's DNS) until the model container is up.
-	say "starting the gateway $gateway on $bind:$port (API keys $keys, $rate requests per key per 10 s, bodies up to $body)"
-	docker run -d --name "$gateway" --restart unless-stopped \
-		--read-only --tmpfs "$GATEWAY_RUN:mode=0700,uid=$(docker run --rm --entrypoint id "$GATEWAY_IMAGE" -u),gid=$(docker run --rm --entrypoint id "$GATEWAY_IMAGE" -g)" \
-		--cap-drop ALL --security-opt no-new-privileges:true --memory 256m --pids-limit 128 \
-		--label "$GATEWAY_LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
-		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
-		--network "$network" --network-alias "serve-$port" -p "$bind:$port:8080" \
-		-e "UPSTREAM=$name" -e "MODEL_NAME=${r[name]}" -e "WORKBENCH_SERVING_KEYS=$keys" \
-		-e "RATE_LIMIT=$rate" -e "BODY_LIMIT_BYTES=$body_bytes" \
-		-v "$(keys_volume):/keys:ro" --log-opt max-size=10m --log-opt max-file=5 \
-		"$GATEWAY_IMAGE" >/dev/null \
-		|| { docker rm -f "$gateway" >/dev/null 2>&1; die "could not start $gateway (is port $port in use by something else? choose another PORT=)"; }
-	say "starting $name behind it ($workers workers)"
+	say "starting $name ($workers workers; no port published: its gateway holds it)"
 	# Hardened like the workbench's services: not root, no capability, no privilege gain, a
 	# read-only root file system, memory and process limits. What MLflow's scoring server writes
 	# gets a tmpfs (memory, counted in MEMORY): /tmp (HOME, Python's temporary files), nginx's
@@ -270,13 +256,27 @@ cmd_serve() {
 		fi
 		sleep 2
 	done
+	# The gateway once the model answers (HAProxy resolves its name at start): it publishes the
+	# port; a port in use fails here, and takes the model container with it.
+	say "starting the gateway $gateway on $bind:$port (API keys $keys, $rate requests per key per 10 s, bodies up to $body)"
+	docker run -d --name "$gateway" --restart unless-stopped \
+		--read-only --tmpfs "$GATEWAY_RUN:mode=0700,uid=$(docker run --rm --entrypoint id "$GATEWAY_IMAGE" -u),gid=$(docker run --rm --entrypoint id "$GATEWAY_IMAGE" -g)" \
+		--cap-drop ALL --security-opt no-new-privileges:true --memory 256m --pids-limit 128 \
+		--label "$GATEWAY_LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
+		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
+		--network "$network" --network-alias "serve-$port" -p "$bind:$port:8080" \
+		-e "UPSTREAM=$name" -e "MODEL_NAME=${r[name]}" -e "WORKBENCH_SERVING_KEYS=$keys" \
+		-e "RATE_LIMIT=$rate" -e "BODY_LIMIT_BYTES=$body_bytes" \
+		-v "$(keys_volume):/keys:ro" --log-opt max-size=10m --log-opt max-file=5 \
+		"$GATEWAY_IMAGE" >/dev/null \
+		|| { docker rm -f "$gateway" "$name" >/dev/null 2>&1; die "could not start $gateway (is port $port in use by something else? choose another PORT=)"; }
 	# A rebuilt image leaves the previous build untagged: remove it unless a container uses it.
 	[[ -z "${r[replaced]:-}" ]] || docker image rm "${r[replaced]}" >/dev/null 2>&1 || true
 	local host="$bind"
 	[[ "$host" == 0.0.0.0 || "$host" == "::" ]] && host=127.0.0.1
 	local ping
-	# Through the gateway (which may still be resolving the model's address: a few tries).
-	for _ in 1 2 3 4 5 6 7 8 9 10; do
+	# Through the gateway (which may still be starting: a few tries).
+	for _ in $(seq 30); do
 		ping="$(ping_status "$host" "$port")" || true
 		[[ "$ping" == *" 200"* ]] && break
 		sleep 1
