@@ -217,6 +217,8 @@ cmd_serve() {
 
 	local name="${PROJECT}-serve-${r[slug]}-v${r[version]}-p${port}"
 	local gateway="${PROJECT}-gateway-p${port}"
+	# The gateway reaches the model by the alias serve-<port>-model: a container name can be longer
+	# than a DNS label (63) or hold "_", which HAProxy's resolver refuses (answered 503).
 	if docker container inspect "$name" >/dev/null 2>&1; then
 		say "replacing the running $name"
 		docker rm -f "$name" >/dev/null
@@ -236,7 +238,8 @@ cmd_serve() {
 		--label "$LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
 		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
 		--label "org.workbench.model.version=${r[version]}" \
-		--network "$network" -e "MLFLOW_MODELS_WORKERS=$workers" -e UVICORN_ACCESS_LOG=false \
+		--network "$network" --network-alias "serve-$port-model" \
+		-e "MLFLOW_MODELS_WORKERS=$workers" -e UVICORN_ACCESS_LOG=false \
 		--health-cmd "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4)\"" \
 		--health-interval 5s --health-timeout 5s --health-retries 3 --health-start-period 300s \
 		--security-opt no-new-privileges:true --log-opt max-size=10m --log-opt max-file=5 \
@@ -265,7 +268,7 @@ cmd_serve() {
 		--label "$GATEWAY_LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
 		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
 		--network "$network" --network-alias "serve-$port" -p "$bind:$port:8080" \
-		-e "UPSTREAM=$name" -e "MODEL_NAME=${r[name]}" -e "WORKBENCH_SERVING_KEYS=$keys" \
+		-e "UPSTREAM=serve-$port-model" -e "MODEL_NAME=${r[name]}" -e "WORKBENCH_SERVING_KEYS=$keys" \
 		-e "RATE_LIMIT=$rate" -e "BODY_LIMIT_BYTES=$body_bytes" \
 		-v "$(keys_volume):/keys:ro" --log-opt max-size=10m --log-opt max-file=5 \
 		"$GATEWAY_IMAGE" >/dev/null \
