@@ -35,6 +35,7 @@ from utils.serving import (
     serve,
 )
 from utils.stack import http_session
+from utils.wait import wait_until
 
 REGISTER = r"""
 import json
@@ -186,8 +187,14 @@ def test_two_versions_are_served_side_by_side(stack, served, model):
         # The model publishes no port: only its gateway, which holds the port and the alias.
         assert not c["HostConfig"]["PortBindings"], c["HostConfig"]["PortBindings"]
         assert not any(c["NetworkSettings"]["Ports"].values()), c["NetworkSettings"]["Ports"]
+        # The gateway starts once the model answers: its first health check may be still to come.
+        wait_until(
+            lambda port=server["port"]: gateway(stack, port)["State"]["Health"]["Status"] == "healthy",
+            timeout=60,
+            interval=1,
+            what=f"the gateway on {server['port']} healthy",
+        )
         g = gateway(stack, server["port"])
-        assert g["State"]["Health"]["Status"] == "healthy"
         assert g["HostConfig"]["PortBindings"]["8080/tcp"] == [
             {"HostIp": "127.0.0.1", "HostPort": str(server["port"])}
         ]
