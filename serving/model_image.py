@@ -69,12 +69,14 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # nginx (in front of the scoring server) at /openapi.json. The build fails if MLflow's nginx.conf no
 # longer has the catch-all location this inserts before.
 OPENAPI_BLOCK = r"""
-# Added by the workbench (serving/model_image.py): the model's OpenAPI document at /openapi.json.
+# Added by the workbench (serving/model_image.py): the model's OpenAPI document at /openapi.json,
+# and at /openapi-nokeys.json without the API key scheme (the gateway's path with keys off).
 COPY workbench-openapi.json /opt/workbench/openapi.json
+COPY workbench-openapi-nokeys.json /opt/workbench/openapi-nokeys.json
 RUN conf="$(python -c 'import mlflow.models, pathlib; print(pathlib.Path(mlflow.models.__file__).parent / "container/scoring_server/nginx.conf")')" \
  && grep -q '^    location / {' "$conf" \
- && sed -i 's|^    location / {|    location = /openapi.json {\n      root /opt/workbench;\n      default_type application/json;\n      add_header Access-Control-Allow-Origin "*";\n    }\n\n    location / {|' "$conf" \
- && grep -q 'location = /openapi.json' "$conf"
+ && sed -i 's|^    location / {|    location ~ "^/openapi(-nokeys)?[.]json$" {\n      root /opt/workbench;\n      default_type application/json;\n      add_header Access-Control-Allow-Origin "*";\n    }\n\n    location / {|' "$conf" \
+ && grep -qF 'location ~ "^/openapi(-nokeys)?[.]json$"' "$conf"
 """
 # Inserted before MLflow's `COPY <model> /opt/ml/model`: the model's requirements in a layer of
 # their own, ahead of the model's files. Every model logged from the same environment (each new
@@ -425,9 +427,10 @@ def main() -> int:
             dockerfile = from_build_argument(dockerfile)
             dockerfile, n_certs = add_workbench_steps(context, dockerfile)
             model_dir = model_dir_in(context, model.uri)
-            (context / "workbench-openapi.json").write_text(
-                json.dumps(openapi.document(model_dir, name, version), indent=1)
-            )
+            for suffix, keys in (("", True), ("-nokeys", False)):
+                (context / f"workbench-openapi{suffix}.json").write_text(
+                    json.dumps(openapi.document(model_dir, name, version, keys=keys), indent=1)
+                )
             dockerfile, shared = share_dependency_layer(context, dockerfile, model_dir)
             if not shared:
                 say(

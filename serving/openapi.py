@@ -254,6 +254,17 @@ def output_schema(outputs: list | None) -> dict:
     }
 
 
+# The gateway in front of the served model (serving/gateway/) takes the key either way.
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API key of the workbench (make serve-key): Authorization: Bearer wbk_...",
+    },
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
 def error_response(description: str) -> dict:
     return {
         "description": description,
@@ -261,7 +272,8 @@ def error_response(description: str) -> dict:
     }
 
 
-def document(model_dir: Path, name: str, version: str) -> dict:
+def document(model_dir: Path, name: str, version: str, keys: bool = True) -> dict:
+    """The model's document; `keys`: its gateway asks for an API key (the bearer scheme, 401/403)."""
     signature = load_signature(model_dir)
     example = load_example(model_dir)
     examples = format_examples(example)
@@ -332,20 +344,36 @@ def document(model_dir: Path, name: str, version: str) -> dict:
                             "the body is not valid JSON/CSV, or does not fit the "
                             "model's signature (missing columns, wrong types)"
                         ),
-                        "413": {"description": "the body is larger than 100 MB"},
+                        "413": {
+                            "description": "the body is larger than the gateway's BODY_LIMIT (10 MB by default)"
+                        },
                         "415": error_response("a Content-Type other than application/json or text/csv"),
+                        "429": {
+                            "description": "over the rate limit of this key; try again after Retry-After seconds",
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        },
+                        **(
+                            {
+                                "401": error_response("no API key, or one that is unknown or revoked"),
+                                "403": error_response("the API key is for another model"),
+                            }
+                            if keys
+                            else {}
+                        ),
                     },
+                    **({"security": [{"apiKey": []}, {"apiKeyHeader": []}]} if keys else {}),
                 }
             },
             "/ping": {
                 "get": {
+                    "security": [],
                     "summary": "health: 200 once the model is loaded",
                     "operationId": "ping",
                     "responses": {"200": {"description": "the model is loaded"}},
                 }
             },
         },
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, **({"securitySchemes": SECURITY_SCHEMES} if keys else {})},
     }
 
 

@@ -5,12 +5,16 @@
 #   serving/serve.sh stop    [PORT=...] [MODEL=...]       (neither: every model of the project)
 #   serving/serve.sh logs    [PORT=...] [MODEL=...]
 #   serving/serve.sh ps
+#   serving/serve.sh key     NAME=... [MODEL=<registered model name>]   (issue an API key)
+#   serving/serve.sh keys                                               (list them, with usage)
+#   serving/serve.sh key-revoke NAME=...
 #
 # Settings come from the environment (the make targets pass them): PROJECT (workbench), MODEL,
 # PORT, WORKERS (MLFLOW_MODELS_WORKERS, 2), BIND_ADDRESS (127.0.0.1), SERVE_TIMEOUT (seconds to
 # wait for /ping, 300), MEMORY and PIDS (the served container's memory and process limits, 2g and
 # 512), REBUILD=1, COMPOSE (docker compose), ENV_FILE (a Compose --env-file), WORKBENCH_VERSION
-# (local). Needs nothing on the host but bash, tar and Docker.
+# (local); the gateway's: WORKBENCH_SERVING_KEYS (on; off: no key needed), RATE_LIMIT (requests
+# per key per 10 s, 1000), BODY_LIMIT (10m). Needs nothing on the host but bash, tar and Docker.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +24,11 @@ COMPOSE="${COMPOSE:-docker compose}"
 WORKBENCH_BASE="workbench/base:${WORKBENCH_VERSION:-local}"
 TOOLS_IMAGE="workbench/serving-tools:${WORKBENCH_VERSION:-local}"
 LABEL=org.workbench.serving
+# The gateway in front of each served model (serving/gateway/): HAProxy, one container per port.
+GATEWAY_IMAGE="workbench/gateway:${WORKBENCH_VERSION:-local}"
+GATEWAY_LABEL=org.workbench.serving.gateway
+# The gateway runs as the haproxy user of its image; its admin socket is on this tmpfs.
+GATEWAY_RUN=/run/haproxy
 # The served model's user: nobody, which python:*-slim and workbench/base both have. Not root, and
 # owning nothing in the image.
 MODEL_USER=65534:65534
@@ -41,6 +50,75 @@ docker_socket() {
 	printf '%s' "${host#unix://}"
 }
 
+# The gateway containers of this project, optionally only those on PORT / for MODEL; -a: stopped too.
+gateways() {
+	local filters=(--filter "label=$GATEWAY_LABEL=true" --filter "label=org.workbench.project=$PROJECT")
+	[[ -n "${PORT:-}" ]] && filters+=(--filter "label=$LABEL.port=$PORT")
+	[[ -n "${MODEL:-}" ]] && filters+=(--filter "label=org.workbench.model.uri=$MODEL")
+	docker ps "$@" -q "${filters[@]}"
+}
+
+compose() { $COMPOSE -p "$PROJECT" ${ENV_FILE:+--env-file "$ENV_FILE"} -f docker-compose.yml "$@"; }
+
+# The gateway image (cached: seconds); a rebuild removes the image the tag named before.
+build_gateway() {
+	local before after
+	before="$(docker image inspect -f '{{.Id}}' "$GATEWAY_IMAGE" 2>/dev/null || true)"
+	docker build -q -t "$GATEWAY_IMAGE" --build-arg "WORKBENCH_BASE=$WORKBENCH_BASE" serving/gateway >/dev/null 2>"$1" \
+		|| { cat >&2 "$1"; die "could not build $GATEWAY_IMAGE"; }
+	after="$(docker image inspect -f '{{.Id}}' "$GATEWAY_IMAGE")"
+	[[ -z "$before" || "$before" == "$after" ]] || docker image rm "$before" >/dev/null 2>&1 || true
+}
+
+keys_volume() {
+	local volume="${PROJECT}_serving-keys"
+	docker volume inspect "$volume" >/dev/null 2>&1 \
+		|| die "no volume $volume: is the workbench (Compose project $PROJECT) up? make up"
+	printf '%s' "$volume"
+}
+
+# gateway-keys (serving/gateway/) on the keys volume, in a throwaway container: root (the volume's
+# files are root's), no network, no capability. Arguments are its argv, never shell text.
+keys_tool() {
+	docker run --rm -i --network none --user root --cap-drop ALL --read-only \
+		--security-opt no-new-privileges:true -v "$(keys_volume):/keys" \
+		--entrypoint gateway-keys "$GATEWAY_IMAGE" "$@"
+}
+
+# Every running gateway of the project: `gateway-keys ARGS` in it (the runtime API, at once).
+each_gateway() {
+	local id
+	for id in $(PORT='' MODEL='' gateways); do
+		docker exec "$id" gateway-keys "$@" >/dev/null \
+			|| printf >&2 'warning: %s did not take the change; it reads the file when restarted\n' "$id"
+	done
+}
+
+check_key_name() {
+	[[ "${1:-}" =~ ^[A-Za-z0-9_-]{1,64}$ ]] \
+		|| die "NAME='${1:-}' is not a key name: 1-64 letters, digits, - or _ (e.g. make serve-key NAME=alice)"
+}
+
+# The jupyter key: issued by the first `make serve` with keys on, its plaintext written for the
+# jupyter container only (the jupyter-secrets volume it mounts, /run/secrets/serving-key, uid
+# 1000, 0400), through the one-shot secrets-init service, on its stdin. A stack whose secrets
+# volume lost it (make clean) gets a new one.
+jupyter_key() {
+	compose run --rm --no-deps -T secrets-init test -s /secrets/jupyter/serving-key 2>/dev/null && return 0
+	say "issuing the key 'jupyter' for JupyterLab (/run/secrets/serving-key there)"
+	local out sha
+	if keys_tool list | cut -f1 | grep -x jupyter >/dev/null; then  # not -q: no SIGPIPE under pipefail
+		sha="$(keys_tool revoke jupyter | sed -n 's/^sha=//p')"
+		each_gateway runtime-del "$sha" jupyter
+	fi
+	out="$(keys_tool add jupyter '*')" || die "could not issue the jupyter key"
+	sha="$(sed -n 's/^sha=//p' <<<"$out")"
+	sed -n 's/^key=//p' <<<"$out" | compose run --rm --no-deps -T secrets-init sh -c \
+		'umask 077 && cat >/secrets/jupyter/.serving-key && chown 1000:100 /secrets/jupyter/.serving-key && chmod 0400 /secrets/jupyter/.serving-key && mv /secrets/jupyter/.serving-key /secrets/jupyter/serving-key' \
+		|| die "could not give the jupyter container its key"
+	each_gateway runtime-add "$sha" jupyter '*'
+}
+
 # GET /ping on host:port with bash alone (no curl on the host needed): prints the status line.
 ping_status() {
 	local host="$1" port="$2" line
@@ -56,11 +134,21 @@ cmd_serve() {
 	local bind="${BIND_ADDRESS:-127.0.0.1}" timeout="${SERVE_TIMEOUT:-300}"
 	local memory="${MEMORY:-2g}" pids="${PIDS:-512}"
 	local network="${PROJECT}_frontend"
+	local keys="${WORKBENCH_SERVING_KEYS:-on}" rate="${RATE_LIMIT:-1000}" body="${BODY_LIMIT:-10m}"
 	# shellcheck disable=SC2015  # die when either test fails
 	[[ "$port" =~ ^[0-9]+$ ]] && ((port > 0 && port < 65536)) || die "PORT=$port is not a port number"
 	[[ "$workers" =~ ^[1-9][0-9]*$ ]] || die "WORKERS=$workers is not a positive number"
 	[[ "$memory" =~ ^[0-9]+(\.[0-9]+)?([kKmMgGtT][iI]?[bB]?)?$ ]] || die "MEMORY=$memory is not a memory size (e.g. 2g, 512m)"
 	[[ "$pids" =~ ^[1-9][0-9]*$ ]] || die "PIDS=$pids is not a positive number of processes"
+	[[ "$keys" == on || "$keys" == off ]] || die "WORKBENCH_SERVING_KEYS=$keys: on (API keys required) or off"
+	[[ "$rate" =~ ^[1-9][0-9]*$ ]] || die "RATE_LIMIT=$rate is not a positive number of requests (per key, per 10 s)"
+	[[ "$body" =~ ^([1-9][0-9]*)([kKmMgG]?)$ ]] || die "BODY_LIMIT=$body is not a size (e.g. 10m, 512k)"
+	local body_bytes="${BASH_REMATCH[1]}"
+	case "${BASH_REMATCH[2]}" in
+		k | K) body_bytes=$((body_bytes * 1024)) ;;
+		m | M) body_bytes=$((body_bytes * 1024 * 1024)) ;;
+		g | G) body_bytes=$((body_bytes * 1024 * 1024 * 1024)) ;;
+	esac
 
 	docker network inspect "$network" >/dev/null 2>&1 \
 		|| die "no network $network: is the workbench (Compose project $PROJECT) up? make up"
@@ -75,6 +163,13 @@ cmd_serve() {
 	done < <(docker ps -a --filter "label=$LABEL=true" --filter "label=$LABEL.port=$port" \
 		--format '{{.Names}} {{.Label "org.workbench.model.uri"}}')
 
+	results="$(mktemp)"
+	trap 'rm -f "$results"' EXIT
+	say "gateway image $GATEWAY_IMAGE"
+	build_gateway "$results"
+	keys_tool init
+	[[ "$keys" == off ]] || jupyter_key
+
 	say "serving tools image $TOOLS_IMAGE (the first build takes a minute or two)"
 	# The context: serving/ and the module it shares with make score; a rebuild leaves no stale image.
 	tools/build-image.sh serving "$TOOLS_IMAGE" "$WORKBENCH_BASE" >/dev/null
@@ -87,8 +182,7 @@ cmd_serve() {
 		run --rm --no-deps -T secrets-init cat /secrets/mlflow-server/mlflow-admin-password)" \
 		|| die "could not read the MLflow admin password of project $PROJECT"
 
-	results="$(mktemp)"
-	trap 'rm -f "$results"' EXIT
+	: >"$results"
 	local var proxies=()
 	for var in HTTP_PROXY HTTPS_PROXY NO_PROXY FTP_PROXY ALL_PROXY http_proxy https_proxy no_proxy ftp_proxy all_proxy PIP_INDEX_URL; do
 		[[ -n "${!var:-}" ]] && proxies+=("$var=${!var}")
@@ -122,11 +216,15 @@ cmd_serve() {
 	[[ -n "${r[image]:-}" && -n "${r[size]:-}" ]] || die "the image build did not finish (see above)"
 
 	local name="${PROJECT}-serve-${r[slug]}-v${r[version]}-p${port}"
+	local gateway="${PROJECT}-gateway-p${port}"
+	# The gateway reaches the model by the alias serve-<port>-model: a container name can be longer
+	# than a DNS label (63) or hold "_", which HAProxy's resolver refuses (answered 503).
 	if docker container inspect "$name" >/dev/null 2>&1; then
 		say "replacing the running $name"
 		docker rm -f "$name" >/dev/null
 	fi
-	say "starting $name on $bind:$port ($workers workers)"
+	docker rm -f "$gateway" >/dev/null 2>&1 || true
+	say "starting $name ($workers workers; no port published: its gateway holds it)"
 	# Hardened like the workbench's services: not root, no capability, no privilege gain, a
 	# read-only root file system, memory and process limits. What MLflow's scoring server writes
 	# gets a tmpfs (memory, counted in MEMORY): /tmp (HOME, Python's temporary files), nginx's
@@ -140,13 +238,13 @@ cmd_serve() {
 		--label "$LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
 		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
 		--label "org.workbench.model.version=${r[version]}" \
-		--network "$network" --network-alias "serve-$port" \
-		-p "$bind:$port:8080" -e "MLFLOW_MODELS_WORKERS=$workers" -e UVICORN_ACCESS_LOG=false \
+		--network "$network" --network-alias "serve-$port-model" \
+		-e "MLFLOW_MODELS_WORKERS=$workers" -e UVICORN_ACCESS_LOG=false \
 		--health-cmd "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4)\"" \
 		--health-interval 5s --health-timeout 5s --health-retries 3 --health-start-period 300s \
 		--security-opt no-new-privileges:true --log-opt max-size=10m --log-opt max-file=5 \
 		"${r[image]}" >/dev/null \
-		|| { docker rm -f "$name" >/dev/null 2>&1; die "could not start $name (is port $port in use by something else? choose another PORT=)"; }
+		|| { docker rm -f "$name" "$gateway" >/dev/null 2>&1; die "could not start $name"; }
 
 	local deadline=$((SECONDS + timeout)) status
 	while :; do
@@ -161,12 +259,32 @@ cmd_serve() {
 		fi
 		sleep 2
 	done
+	# The gateway once the model answers (HAProxy resolves its name at start): it publishes the
+	# port; a port in use fails here, and takes the model container with it.
+	say "starting the gateway $gateway on $bind:$port (API keys $keys, $rate requests per key per 10 s, bodies up to $body)"
+	docker run -d --name "$gateway" --restart unless-stopped \
+		--read-only --tmpfs "$GATEWAY_RUN:mode=0700,uid=$(docker run --rm --entrypoint id "$GATEWAY_IMAGE" -u),gid=$(docker run --rm --entrypoint id "$GATEWAY_IMAGE" -g)" \
+		--cap-drop ALL --security-opt no-new-privileges:true --memory 256m --pids-limit 128 \
+		--label "$GATEWAY_LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
+		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
+		--network "$network" --network-alias "serve-$port" -p "$bind:$port:8080" \
+		-e "UPSTREAM=serve-$port-model" -e "MODEL_NAME=${r[name]}" -e "WORKBENCH_SERVING_KEYS=$keys" \
+		-e "RATE_LIMIT=$rate" -e "BODY_LIMIT_BYTES=$body_bytes" \
+		-v "$(keys_volume):/keys:ro" --log-opt max-size=10m --log-opt max-file=5 \
+		"$GATEWAY_IMAGE" >/dev/null \
+		|| { docker rm -f "$gateway" "$name" >/dev/null 2>&1; die "could not start $gateway (is port $port in use by something else? choose another PORT=)"; }
 	# A rebuilt image leaves the previous build untagged: remove it unless a container uses it.
 	[[ -z "${r[replaced]:-}" ]] || docker image rm "${r[replaced]}" >/dev/null 2>&1 || true
 	local host="$bind"
 	[[ "$host" == 0.0.0.0 || "$host" == "::" ]] && host=127.0.0.1
 	local ping
-	ping="$(ping_status "$host" "$port")" || die "$name is healthy but $host:$port does not answer"
+	# Through the gateway (which may still be starting: a few tries).
+	for _ in $(seq 30); do
+		ping="$(ping_status "$host" "$port")" || true
+		[[ "$ping" == *" 200"* ]] && break
+		sleep 1
+	done
+	[[ -n "$ping" ]] || die "$name is healthy but its gateway on $host:$port does not answer (make serve-logs PORT=$port)"
 	[[ "$ping" == *" 200"* ]] || die "GET http://$host:$port/ping answered '$ping'"
 
 	local payload="${r[example]:-}"
@@ -180,10 +298,13 @@ Serving $model (${r[what]:-version ${r[version]} of '${r[name]}'}) at http://$ho
   container  $name   (restart unless-stopped, MLFLOW_MODELS_WORKERS=$workers, memory $memory, $pids processes)
   image      ${r[image]}   ${r[size]}
 
-Try it:
-  curl -s http://$host:$port/invocations -H 'Content-Type: application/json' -d '$payload'
+  gateway    $gateway   (API keys $keys, RATE_LIMIT=$rate per key per 10 s, BODY_LIMIT=$body)
+
+Try it$([[ "$keys" == on ]] && printf ' with a key (make serve-key NAME=<you> prints one: KEY=wbk_...)'):
+  curl -s http://$host:$port/invocations$([[ "$keys" == on ]] && printf ' -H "Authorization: Bearer $KEY"') -H 'Content-Type: application/json' -d '$payload'
   OpenAPI document: http://$host:$port/openapi.json
-  From JupyterLab (notebooks/05-serving-client.ipynb): http://serve-$port:8080
+  From JupyterLab (notebooks/05-serving-client.ipynb): http://serve-$port:8080$([[ "$keys" == on ]] && printf ' (its key: /run/secrets/serving-key)')
+  Metrics (Prometheus, from the workbench's network): http://serve-$port:8405/metrics and /metrics/keys
 
 Logs: make serve-logs PORT=$port    Stop: make serve-stop PORT=$port    All: make serve-ps
 EOF
@@ -191,8 +312,8 @@ EOF
 
 cmd_stop() {
 	local ids
-	ids="$(containers)"
-	[[ -n "$ids" ]] || { say "no served model of project $PROJECT${PORT:+ on port $PORT}${MODEL:+ for $MODEL}"; return 0; }
+	ids="$(containers) $(gateways -a)"
+	[[ -n "${ids// /}" ]] || { say "no served model of project $PROJECT${PORT:+ on port $PORT}${MODEL:+ for $MODEL}"; return 0; }
 	local id
 	for id in $ids; do
 		say "removing $(docker inspect -f '{{.Name}}' "$id" | tr -d /) (its image stays: docker image ls workbench-model/*)"
@@ -210,7 +331,60 @@ cmd_logs() {
 
 cmd_ps() {
 	docker ps -a --filter "label=$LABEL=true" --filter "label=org.workbench.project=$PROJECT" \
-		--format 'table {{.Names}}\t{{.Label "org.workbench.model.uri"}}\t{{.Status}}\t{{.Ports}}\t{{.Image}}'
+		--format 'table {{.Names}}\t{{.Label "org.workbench.model.uri"}}\t{{.Status}}\t{{.Image}}'
+	printf '\n'
+	docker ps -a --filter "label=$GATEWAY_LABEL=true" --filter "label=org.workbench.project=$PROJECT" \
+		--format 'table {{.Names}}\t{{.Label "org.workbench.model.uri"}}\t{{.Status}}\t{{.Ports}}'
+}
+
+cmd_key() {
+	local name="${NAME:-}" scope="${MODEL:-*}"
+	check_key_name "$name"
+	[[ "$scope" =~ ^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$ ]] \
+		|| die "MODEL='$scope': a registered model's name (letters, digits, . - _), e.g. MODEL=diabetes-regressor; none: every model"
+	build_gateway /dev/null
+	local out sha key
+	out="$(keys_tool add "$name" "$scope")" || exit 1
+	key="$(sed -n 's/^key=//p' <<<"$out")"
+	sha="$(sed -n 's/^sha=//p' <<<"$out")"
+	each_gateway runtime-add "$sha" "$name" "$scope"
+	cat <<EOF
+API key '$name' for $([[ "$scope" == '*' ]] && printf 'every model' || printf "the model '%s'" "$scope") of project $PROJECT
+(shown once; only its sha256 is kept, in the volume ${PROJECT}_serving-keys):
+
+$key
+
+  curl -H "Authorization: Bearer $key" ...      revoke: make serve-key-revoke NAME=$name
+EOF
+}
+
+cmd_keys() {
+	build_gateway /dev/null
+	local counts id
+	counts="$(mktemp)"
+	trap 'rm -f "$counts"' EXIT
+	for id in $(PORT='' MODEL='' gateways); do
+		docker exec "$id" gateway-keys counts >>"$counts" 2>/dev/null || true
+	done
+	# keys.tsv's name, scope, created + the counts of every running gateway, summed by name.
+	keys_tool list | awk -F '\t' -v counts="$counts" '
+		BEGIN {
+			while ((getline line < counts) > 0) {
+				split(line, c, "\t"); req[c[1]] += c[2]; e4[c[1]] += c[3]; e5[c[1]] += c[4]; refused[c[1]] += c[5]
+			}
+			printf "%-24s %-28s %-21s %9s %6s %6s %8s\n", "NAME", "MODEL", "CREATED", "REQUESTS", "4XX", "5XX", "REFUSED"
+		}
+		{ printf "%-24s %-28s %-21s %9d %6d %6d %8d\n", $1, $2, $3, req[$1], e4[$1], e5[$1], refused[$1] }'
+}
+
+cmd_key_revoke() {
+	check_key_name "${NAME:-}"
+	build_gateway /dev/null
+	local sha
+	sha="$(keys_tool revoke "$NAME" | sed -n 's/^sha=//p')"
+	[[ -n "$sha" ]] || exit 1
+	each_gateway runtime-del "$sha" "$NAME"
+	say "revoked the key '$NAME': refused by every running gateway of project $PROJECT from now on"
 }
 
 case "${1:-}" in
@@ -218,5 +392,8 @@ case "${1:-}" in
 	stop) cmd_stop ;;
 	logs) cmd_logs ;;
 	ps) cmd_ps ;;
-	*) die "usage: $0 serve|stop|logs|ps (settings in the environment, see the top of this file)" ;;
+	key) cmd_key ;;
+	keys) cmd_keys ;;
+	key-revoke) cmd_key_revoke ;;
+	*) die "usage: $0 serve|stop|logs|ps|key|keys|key-revoke (settings in the environment, see the top of this file)" ;;
 esac

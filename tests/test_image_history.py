@@ -20,7 +20,12 @@ TOKEN = "secret-token-xyz"
 MIRROR = f"https://wbtoken:{TOKEN}@pypi.org/simple"
 COMPOSE_BUILT = ["base", "postgres", "ftpd", "mlflow-server", "jupyter"]
 # Built by serve.sh and score.sh, and by model_image.py: checked when this machine has them.
-OTHER_IMAGES = ["workbench/serving-tools:local", "workbench/scoring:local", "workbench/python-standin:3.11.2"]
+OTHER_IMAGES = [
+    "workbench/serving-tools:local",
+    "workbench/scoring:local",
+    "workbench/python-standin:3.11.2",
+    "workbench/gateway:local",  # serve.sh's gateway: apt only, no PyPI
+]
 # `ARG PIP_INDEX_URL`; a RUN step's recorded build arguments (`|2 A=x PIP_INDEX_URL=…`); an
 # environment entry ("PIP_INDEX_URL=…" in `docker inspect`).
 RECORDED = re.compile(r'ARG PIP_INDEX_URL|\|\d+ (?:\S+=\S* )*PIP_INDEX_URL=|"PIP_INDEX_URL=')

@@ -25,7 +25,19 @@ INJECTIONS = {
     "single quotes": "x'; touch {marker}; echo '",
     "command substitution": "x$$(touch {marker})",
 }
-SERVE = ["MODEL", "PORT", "WORKERS", "BIND_ADDRESS", "SERVE_TIMEOUT", "REBUILD", "ENV_FILE"]
+SERVE = [
+    "MODEL",
+    "PORT",
+    "WORKERS",
+    "BIND_ADDRESS",
+    "SERVE_TIMEOUT",
+    "REBUILD",
+    "ENV_FILE",
+    "NAME",
+    "WORKBENCH_SERVING_KEYS",
+    "RATE_LIMIT",
+    "BODY_LIMIT",
+]
 SCORE = [
     "MODEL",
     "INPUT",
@@ -113,6 +125,11 @@ def test_serve_targets_hand_every_setting_over_verbatim(inject):
 
     ps = make("serve-ps", PROJECT=project, **typed)
     assert ps.returncode == 0, ps.stderr
+
+    for target in ("serve-key", "serve-key-revoke"):
+        key = make(target, PROJECT=project, **typed)
+        assert key.returncode != 0
+        assert f"NAME='{values['NAME'][1]}' is not a key name" in key.stderr, key.stderr
     assert inject.markers() == [], "a make variable ran as a shell command"
 
 

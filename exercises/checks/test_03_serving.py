@@ -13,6 +13,9 @@ import pytest
 import requests
 
 SERVING_URL = os.environ.get("WORKBENCH_SERVING_URL")
+# The key `make serve` gave JupyterLab (none: the model was served with WORKBENCH_SERVING_KEYS=off).
+KEY_FILE = "/run/secrets/serving-key"
+AUTH = {"Authorization": "Bearer " + open(KEY_FILE).read().strip()} if os.path.exists(KEY_FILE) else {}
 # One setosa (class 0) and one virginica (class 2) from the iris data set.
 COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]
@@ -55,7 +58,10 @@ def test_served_model_predicts_two_iris_rows():
     url = SERVING_URL.rstrip("/")
     _get(f"{url}/ping")
     response = requests.post(
-        f"{url}/invocations", timeout=30, json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}
+        f"{url}/invocations",
+        timeout=30,
+        headers=AUTH,
+        json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}},
     )
     assert response.status_code == 200, (
         f"POST {url}/invocations: {response.status_code} {response.text[:300]}"

@@ -11,6 +11,7 @@ when this module built it).
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import io
 import json
@@ -25,7 +26,9 @@ import pytest
 from utils.serving import (
     SERVE,
     UNKNOWN,
+    bearer,
     free_port,
+    issue_key,
     model_images_removed_afterwards,
     remove_image,
     resolve,
@@ -33,6 +36,7 @@ from utils.serving import (
     serve,
 )
 from utils.stack import http_session
+from utils.wait import wait_until
 
 REGISTER = r"""
 import json
@@ -73,9 +77,15 @@ def model(stack):
     return {"name": name, **json.loads(out.strip().splitlines()[-1])}
 
 
+# The module's API key (for every model), issued by `served` once the gateways run (so they take
+# it through HAProxy's runtime API): predict() sends it.
+KEY: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def served(stack, model):
-    """Both versions served side by side; everything this created is removed afterwards."""
+    """Both versions served side by side, each behind its gateway; everything this created is
+    removed afterwards."""
     servers = {}
     with model_images_removed_afterwards(model["name"]):
         try:
@@ -92,6 +102,7 @@ def served(stack, model):
                     "uri": uri,
                     "output": result.stdout,
                 }
+            KEY["key"] = issue_key(stack, f"serving-tests-{uuid.uuid4().hex[:8]}")
             yield servers
         finally:
             for server in servers.values():
@@ -118,11 +129,19 @@ def containers(stack, model, label: str = "") -> list[dict]:
     return json.loads(out.stdout)
 
 
-def predict(url: str, body, content_type: str = "application/json"):
+def predict(url: str, body, content_type: str = "application/json", key: str | None = None, **headers):
+    """POST /invocations with the module's key (or `key`; "" sends none)."""
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return http_session().post(
-        f"{url}/invocations", data=data, timeout=30, headers={"Content-Type": content_type}
+    key = KEY.get("key", "") if key is None else key
+    headers = {"Content-Type": content_type, **(bearer(key) if key else {}), **headers}
+    return http_session().post(f"{url}/invocations", data=data, timeout=30, headers=headers)
+
+
+def gateway(stack, port: int) -> dict:
+    out = subprocess.run(
+        ["docker", "inspect", f"{stack.project}-gateway-p{port}"], capture_output=True, text=True, check=True
     )
+    return json.loads(out.stdout)[0]
 
 
 def payloads(model) -> dict[str, tuple[object, str]]:
@@ -166,9 +185,27 @@ def test_two_versions_are_served_side_by_side(stack, served, model):
         assert c["Config"]["Image"] == f"workbench-model/{model['name']}:{version}"
         assert c["State"]["Health"]["Status"] == "healthy"
         assert c["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-        assert c["HostConfig"]["PortBindings"]["8080/tcp"] == [
+        # The model publishes no port: only its gateway, which holds the port and the alias.
+        assert not c["HostConfig"]["PortBindings"], c["HostConfig"]["PortBindings"]
+        assert not any(c["NetworkSettings"]["Ports"].values()), c["NetworkSettings"]["Ports"]
+        # The gateway starts once the model answers: its first health check may be still to come.
+        wait_until(
+            lambda port=server["port"]: gateway(stack, port)["State"]["Health"]["Status"] == "healthy",
+            timeout=60,
+            interval=1,
+            what=f"the gateway on {server['port']} healthy",
+        )
+        g = gateway(stack, server["port"])
+        assert g["HostConfig"]["PortBindings"]["8080/tcp"] == [
             {"HostIp": "127.0.0.1", "HostPort": str(server["port"])}
         ]
+        assert (
+            f"serve-{server['port']}"
+            in g["NetworkSettings"]["Networks"][f"{stack.project}_frontend"]["Aliases"]
+        )
+        model_aliases = c["NetworkSettings"]["Networks"][f"{stack.project}_frontend"]["Aliases"] or []
+        assert f"serve-{server['port']}" not in model_aliases
+        assert f"serve-{server['port']}-model" in model_aliases  # the gateway's upstream
         assert {"MLFLOW_MODELS_WORKERS=2", "UVICORN_ACCESS_LOG=false"} <= set(c["Config"]["Env"])
         # uvicorn's fast loop and parser are in the image (it picks them up when installed).
         subprocess.run(
@@ -185,7 +222,11 @@ def test_serve_prints_the_image_size_and_a_curl_example_that_works(served):
     image = re.search(r"^\s+image\s+(\S+)\s+(\d+) MB$", output, re.M)
     assert image, output
     assert 100 < int(image[2]) < 3000
-    curl = re.search(r"^\s+curl -s (\S+) -H 'Content-Type: application/json' -d '(.+)'$", output, re.M)
+    curl = re.search(
+        r"^\s+curl -s (\S+) -H \"Authorization: Bearer \$KEY\" -H 'Content-Type: application/json' -d '(.+)'$",
+        output,
+        re.M,
+    )
     assert curl, output
     assert curl[1] == f"{served['1']['url']}/invocations"
     example = json.loads(curl[2].replace("'\\''", "'"))
@@ -269,17 +310,18 @@ def test_bad_input_gets_a_readable_4xx_and_the_server_stays_up(served, model, ca
 
 
 def test_an_oversized_body_is_refused_without_being_read(served, model):
-    """nginx in front of the model refuses bodies over 100 MB from the header alone: announce
-    101 MB, send a few bytes, get 413 at once (bounded: nothing big is sent)."""
+    """The gateway refuses bodies over BODY_LIMIT (10m by default) from the header alone:
+    announce 11 MB, send a few bytes, get 413 at once (bounded: nothing big is sent)."""
     port = served["1"]["port"]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(
             b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 105906176\r\nConnection: close\r\n\r\n{}"
+            + f"Authorization: Bearer {KEY['key']}\r\n".encode()
+            + b"Content-Length: 11534336\r\nConnection: close\r\n\r\n{}"
         )
         answer = s.recv(4096).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer
-    assert "Request Entity Too Large" in answer
+    assert "REQUEST_TOO_LARGE" in answer
     still_up(served["1"]["url"], model)
 
 
@@ -318,6 +360,14 @@ def test_openapi_document_is_valid_and_describes_the_served_version(openapi, mod
         assert {p["type"] for p in schemas["Row"]["properties"].values()} == {"number"}
         assert schemas["Predictions"]["properties"]["predictions"]["items"]["type"] == "integer"
         assert set(document["paths"]) == {"/invocations", "/ping"}  # what nginx routes
+        # The gateway asks for a key: the document says how to give it.
+        assert document["components"]["securitySchemes"]["apiKey"] == {
+            **document["components"]["securitySchemes"]["apiKey"],
+            "type": "http",
+            "scheme": "bearer",
+        }
+        assert {"apiKey": []} in document["paths"]["/invocations"]["post"]["security"]
+        assert {"401", "403", "413", "429"} <= set(document["paths"]["/invocations"]["post"]["responses"])
 
 
 def _request_schema(document: dict, content_type: str = "application/json") -> dict:
@@ -373,21 +423,150 @@ def test_the_documents_schema_refuses_what_the_server_refuses(openapi):
 
 
 def test_the_served_model_is_reachable_from_jupyterlab(stack, served, model):
-    """The served container joins the workbench's frontend network as serve-<port>: what
-    notebooks/05-serving-client.ipynb calls."""
+    """The served model's gateway joins the workbench's frontend network as serve-<port>: what
+    notebooks/05-serving-client.ipynb calls, with the key `make serve` gave JupyterLab."""
     port = served["1"]["port"]
     body = json.dumps(payloads(model)["dataframe_split"][0])
     out = stack.python(
         "jupyter",
         f"""
 import json, requests
+key = open("/run/secrets/serving-key").read().strip()
 r = requests.post("http://serve-{port}:8080/invocations", data={body!r},
-                  headers={{"Content-Type": "application/json"}}, timeout=30)
+                  headers={{"Content-Type": "application/json", "Authorization": "Bearer " + key}},
+                  timeout=30)
 print(r.status_code, json.dumps(r.json()))
 """,
     )
     status, answer = out.strip().splitlines()[-1].split(" ", 1)
     assert status == "200" and json.loads(answer) == {"predictions": model["predictions"]["1"]}
+
+
+# ---- the gateway: API keys, their scope, revocation, counts, limits ----
+
+
+def test_no_key_or_a_wrong_key_gets_401_and_a_valid_one_200(served, model):
+    url, body = served["1"]["url"], payloads(model)["dataframe_split"][0]
+    for key in ("", "wbk_" + "0" * 64, KEY["key"] + "0"):
+        response = predict(url, body, key=key)
+        assert response.status_code == 401, (key, response.text)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer"), response.headers
+        assert response.json()["error_code"] == "UNAUTHENTICATED"
+    expected = {"predictions": model["predictions"]["1"]}
+    assert predict(url, body).json() == expected  # Authorization: Bearer <key>
+    assert predict(url, body, key="", **{"X-API-Key": KEY["key"]}).json() == expected
+    # /ping (health) and the OpenAPI document need no key.
+    assert http_session().get(f"{url}/ping", timeout=10).status_code == 200
+
+
+def test_a_key_for_another_model_gets_403_one_for_this_model_200(stack, served, model):
+    url, body = served["1"]["url"], payloads(model)["dataframe_split"][0]
+    other = issue_key(stack, f"other-{uuid.uuid4().hex[:8]}", model="some-other-model")
+    response = predict(url, body, key=other)
+    assert response.status_code == 403, response.text
+    assert response.json()["error_code"] == "PERMISSION_DENIED"
+    mine = issue_key(stack, f"mine-{uuid.uuid4().hex[:8]}", model=model["name"])
+    assert predict(url, body, key=mine).json() == {"predictions": model["predictions"]["1"]}
+
+
+def test_a_revoked_key_is_refused_at_once_without_restarting_the_gateway(stack, served, model):
+    url, body = served["1"]["url"], payloads(model)["dataframe_split"][0]
+    name = f"revoked-{uuid.uuid4().hex[:8]}"
+    key = issue_key(stack, name)
+    started = gateway(stack, served["1"]["port"])["State"]["StartedAt"]
+    assert predict(url, body, key=key).status_code == 200
+    result = serve(stack, "key-revoke", NAME=name)
+    assert result.returncode == 0, result.stderr
+    assert predict(url, body, key=key).status_code == 401
+    assert predict(url, body, key=key, **{"X-API-Key": key}).status_code == 401
+    assert gateway(stack, served["1"]["port"])["State"]["StartedAt"] == started
+    assert name not in serve(stack, "keys").stdout
+    again = serve(stack, "key-revoke", NAME=name)
+    assert again.returncode != 0 and f"no key named {name}" in again.stderr
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x;touch /tmp/pwned", "$(id)", "k" * 65, "ü"])
+def test_a_key_name_that_is_not_letters_digits_dash_underscore_is_refused(stack, name):
+    result = serve(stack, "key", NAME=name)
+    assert result.returncode != 0
+    assert "is not a key name: 1-64 letters, digits, - or _" in result.stderr, result.stderr
+    assert "wbk_" not in result.stdout
+
+
+def test_keys_are_counted_per_key_in_serve_keys_and_prometheus(stack, served, model):
+    """3 answered requests and 1 bad one (400) with a new key: `make serve-keys` and the
+    gateway's /metrics/keys (HAProxy's stick table) say so; HAProxy's own exporter answers at
+    /metrics."""
+    url, body = served["2"]["url"], payloads(model)["dataframe_split"][0]
+    name = f"counted-{uuid.uuid4().hex[:8]}"
+    key = issue_key(stack, name)
+    for _ in range(3):
+        assert predict(url, body, key=key).status_code == 200
+    assert predict(url, "{", key=key).status_code == 400
+    listed = [line.split() for line in serve(stack, "keys").stdout.splitlines()]
+    assert listed[0] == ["NAME", "MODEL", "CREATED", "REQUESTS", "4XX", "5XX", "REFUSED"]
+    row = next(r for r in listed if r[0] == name)
+    assert row[1] == "*" and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row[2]), row
+    assert row[3:] == ["4", "1", "0", "0"], row
+    assert key not in serve(stack, "keys").stdout
+    port = served["2"]["port"]
+    out = stack.python(
+        "jupyter",
+        f"""
+import requests
+for path in ("/metrics/keys", "/metrics"):
+    print(requests.get("http://serve-{port}:8405" + path, timeout=10).text)
+""",
+    )
+    labels = f'key="{name}",model="{model["name"]}"'
+    assert f"workbench_gateway_key_requests_total{{{labels}}} 4" in out, out[:3000]
+    assert f"workbench_gateway_key_client_errors_total{{{labels}}} 1" in out
+    assert 'haproxy_frontend_http_requests_total{proxy="api"}' in out
+
+
+def test_keys_off_limits_the_rate_and_the_body_size(stack, served, model):
+    """A second gateway for version 1 (its image is reused) with WORKBENCH_SERVING_KEYS=off,
+    RATE_LIMIT=5 and BODY_LIMIT=1k: no key needed (and its OpenAPI document asks for none), the
+    sixth request within 10 s gets 429 with Retry-After, a body over 1 KiB 413."""
+    port = free_port()
+    settings = {"WORKBENCH_SERVING_KEYS": "off", "RATE_LIMIT": "5", "BODY_LIMIT": "1k"}
+    try:
+        result = serve(stack, "serve", MODEL=served["1"]["uri"], PORT=str(port), **settings)
+        assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-3000:]}"
+        assert "-H 'Content-Type: application/json'" in result.stdout
+        assert "Bearer" not in result.stdout
+        url = f"http://127.0.0.1:{port}"
+        document = http_session().get(f"{url}/openapi.json", timeout=10).json()
+        assert "securitySchemes" not in document["components"]
+        assert "security" not in document["paths"]["/invocations"]["post"]
+        body = {"dataframe_split": {"columns": model["columns"], "data": model["data"][:2]}}
+        big = {"dataframe_split": {"columns": model["columns"], "data": model["data"][:80]}}
+        assert len(json.dumps(big)) > 1024
+        response = predict(url, big, key="")
+        assert response.status_code == 413, response.text
+        # Ten at once: one after another, on a busy machine, ten predictions can take more than
+        # the 10 s window (a CI run saw 10 times 200). HAProxy's rate is a sliding 10 s window,
+        # estimated from the current and previous period, and the 413 above counted: 4 to 6 go
+        # through, the rest get 429.
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            responses = list(pool.map(lambda _: predict(url, body, key=""), range(10)))
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) == {200, 429} and 4 <= statuses.count(200) <= 6, statuses
+        limited = next(r for r in responses if r.status_code == 429)
+        assert limited.headers["Retry-After"] == "10", limited.headers
+        assert limited.json()["error_code"] == "RESOURCE_EXHAUSTED"
+    finally:
+        serve(stack, "stop", PORT=str(port), MODEL="")
+    assert not gateway_ids(stack, port)
+
+
+def gateway_ids(stack, port) -> list[str]:
+    return subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"name=^{stack.project}-gateway-p{port}$"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
 
 
 def test_a_port_taken_by_another_model_is_refused_with_a_hint(stack, served):
@@ -533,4 +712,5 @@ def test_serve_stop_by_port_removes_only_that_model(stack, served, model):
     result = serve(stack, "stop", PORT=str(served["2"]["port"]), MODEL="")
     assert result.returncode == 0, result.stderr
     assert [c["Config"]["Labels"]["org.workbench.model.version"] for c in containers(stack, model)] == ["1"]
+    assert not gateway_ids(stack, served["2"]["port"]) and gateway_ids(stack, served["1"]["port"])
     assert http_session().get(f"{served['1']['url']}/ping", timeout=10).status_code == 200

@@ -195,3 +195,25 @@ def test_a_model_without_signature_or_example(tmp_path):
     assert "examples" not in content["application/json"] and "example" not in content["text/csv"]
     assert accepts(document, {"dataframe_records": [{"anything": 1}]})
     assert not accepts(document, {"dataframe_records": [{"anything": 1}], "params": {"p": 1}})
+
+
+def test_the_document_names_the_gateways_api_key_unless_keys_are_off(tmp_path):
+    """Behind the gateway (keys on) /invocations asks for a key, given as a bearer token or
+    X-API-Key, and may answer 401/403; /ping needs none. With keys off (the document the
+    gateway serves then) neither the scheme nor those answers are there. Both are valid."""
+    directory = model_dir(tmp_path, inputs=[{"type": "double", "name": c} for c in IRIS])
+    on = openapi.document(directory, "iris", "1")
+    off = openapi.document(directory, "iris", "1", keys=False)
+    for document in (on, off):
+        validate(document)
+    schemes = on["components"]["securitySchemes"]
+    assert schemes["apiKey"]["type"] == "http" and schemes["apiKey"]["scheme"] == "bearer"
+    assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    invocations = on["paths"]["/invocations"]["post"]
+    assert invocations["security"] == [{"apiKey": []}, {"apiKeyHeader": []}]
+    assert {"401", "403", "413", "429"} <= set(invocations["responses"])
+    assert on["paths"]["/ping"]["get"]["security"] == []
+    assert "securitySchemes" not in off["components"]
+    assert "security" not in off["paths"]["/invocations"]["post"]
+    assert not {"401", "403"} & set(off["paths"]["/invocations"]["post"]["responses"])
+    assert {"413", "429"} <= set(off["paths"]["/invocations"]["post"]["responses"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -42,6 +43,19 @@ def serve(stack: Stack, command: str, **settings: str) -> subprocess.CompletedPr
     return subprocess.run(
         [str(SERVE), command], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800
     )
+
+
+def issue_key(stack: Stack, name: str, model: str = "") -> str:
+    """`make serve-key NAME=name [MODEL=model]`: the key it prints (once)."""
+    result = serve(stack, "key", NAME=name, MODEL=model)
+    assert result.returncode == 0, result.stderr
+    keys = re.findall(r"^(wbk_[0-9a-f]{64})$", result.stdout, re.M)
+    assert len(keys) == 1, result.stdout
+    return keys[0]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 @contextmanager
