@@ -80,7 +80,8 @@ team-ca: prerequisites ca-certificates base-image ## a local CA and the team gat
 	mkdir -p "$$dir"; \
 	$(DC) --profile team-ca run --rm --no-deps --user "$$(id -u):$$(id -g)" team-ca; \
 	if [[ -n "$$($(DC) ps -q team-gateway 2>/dev/null)" ]]; then \
-		echo "==> restarting team-gateway with the new certificate"; $(DC) restart team-gateway; \
+		echo "==> recreating the running team-gateway with the new certificate"; \
+		$(DC) up -d --no-deps --force-recreate --wait team-gateway; \
 	fi; \
 	echo "==> trust $$dir/ca.pem in your browser and clients (docs/operations.md, Team server behind TLS)"
 

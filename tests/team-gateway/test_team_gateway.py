@@ -22,6 +22,7 @@ import requests
 
 from conftest import HOSTILE_SECRETS, _env_file
 from utils.stack import Stack, run_make
+from utils.wait import wait_until
 
 pytestmark = pytest.mark.slow  # a stack of its own
 
@@ -324,3 +325,51 @@ def test_a_certificate_and_key_from_files(team, tmp_path):
             team.session().post(search, json={"max_results": 1}, timeout=10)  # the local CA's no more
     finally:
         team.stack.compose(*recreate)  # back to make team-ca's certificate
+
+
+def _replicas_up(team: Team) -> int:
+    """How many mlflow-server replicas the gateway has UP (its Prometheus page, in the container)."""
+    code = (
+        "import urllib.request; print(urllib.request.urlopen("
+        "'http://127.0.0.1:8405/metrics?scope=server', timeout=5).read().decode())"
+    )
+    metrics = team.stack.exec("team-gateway", "python3", "-c", code).stdout
+    states = [line for line in metrics.splitlines() if line.startswith("haproxy_server_status{")]
+    return sum('proxy="mlflow"' in line and 'state="UP"' in line and line.endswith(" 1") for line in states)
+
+
+def test_the_gateway_finds_every_mlflow_server_replica_by_dns(team):
+    # Issue 15 §3's shape: a second mlflow-server on the same stack is found through Docker's DNS,
+    # checked on /health and given requests; when it goes, the gateway keeps answering.
+    assert _replicas_up(team) == 1
+    scale = ("up", "-d", "--no-deps", "--wait", "--scale", "mlflow-server=2", "mlflow-server")
+    try:
+        team.stack.compose(*scale, timeout=600)
+        wait_until(
+            lambda: _replicas_up(team) == 2, timeout=60, what="two mlflow-server replicas UP in the gateway"
+        )
+        http = team.session()
+        search = team.url(MLFLOW_HOST, "/api/2.0/mlflow/experiments/search")
+        assert all(
+            http.post(search, json={"max_results": 1}, timeout=10).status_code == 200 for _ in range(20)
+        )
+        logs = team.stack.logs("team-gateway")
+        assert "mlflow/mlflow-1 " in logs and "mlflow/mlflow-2 " in logs, "both replicas answered"
+    finally:
+        team.stack.compose("up", "-d", "--no-deps", "--wait", "--scale", "mlflow-server=1", "mlflow-server")
+    wait_until(lambda: _replicas_up(team) == 1, timeout=60, what="the gateway back to one replica")
+    assert team.session().post(search, json={"max_results": 1}, timeout=10).status_code == 200
+
+
+def test_make_team_ca_refuses_a_name_that_is_not_a_dns_name(tmp_path):
+    # The name reaches openssl (a certificate's subject and SAN) as data: anything but a DNS name is
+    # refused before, with the reason, and nothing is written.
+    env_file = _env_file(tmp_path)
+    with env_file.open("a") as env:
+        env.write(f"WORKBENCH_TEAM_CA_DIR={tmp_path / 'ca'}\n")
+    stack = Stack(f"wbteamca{uuid.uuid4().hex[:6]}", env_file)
+    for name in ("team.test/CN=evil", "x,DNS:evil.example", "$(touch /tmp/pwned)", "-team.test"):
+        stack.secrets = {"WORKBENCH_PUBLIC_NAME": name}
+        made = run_make(stack, "team-ca")
+        assert made.returncode != 0 and "is not a DNS name" in made.stderr, (name, made.stderr)
+    assert list((tmp_path / "ca").iterdir()) == []
