@@ -9,6 +9,7 @@ in this process only (an /etc/hosts entry would do the same on a laptop).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -95,9 +96,14 @@ def team(tmp_path_factory, public_names, request):
     stack = Stack(project, env_file, HOSTILE_SECRETS)
     failed_before = request.session.testsfailed
     try:
-        made = run_make(stack, "team-ca")
-        assert made.returncode == 0, made.stdout + made.stderr
-        stack.compose("build", timeout=3600)
+        # make team-ca builds the base image if needed, and the build adds the gateway's: under
+        # the lock the session's stack builds with (conftest.py), so make test's processes
+        # never build the same image side by side.
+        with open(tmp_path_factory.getbasetemp().parent / "images.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            made = run_make(stack, "team-ca")
+            assert made.returncode == 0, made.stdout + made.stderr
+            stack.compose("build", timeout=3600)
         stack.up(*stack.services(), "team-gateway")
         yield Team(stack, directory, https_port, http_port)
     finally:
