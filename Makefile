@@ -57,7 +57,10 @@ build: prerequisites .env ca-certificates base-image ## build the workbench's im
 	$(DC) build
 
 # The services to start: all, but Portainer only where its image can be had (it says why not).
-START_SERVICES = services="$$SERVICES"; scripts/portainer-image.sh || services="$${services/portainer/}"
+# With COMPOSE_PROFILES=team (team mode, docs/operations.md), the TLS gateway too: Compose says
+# whether the profile is on (.env, or the environment).
+START_SERVICES = services="$$SERVICES"; scripts/portainer-image.sh || services="$${services/portainer/}"; \
+	if $(DC) config --services 2>/dev/null | grep -qx team-gateway; then services+=" team-gateway"; fi
 up restore: export SERVICES ?=
 
 .PHONY: up
@@ -66,6 +69,21 @@ up: build ## start the workbench and print its URLs
 	echo "==> starting $$services (waits until all are healthy)"; \
 	$(DC) up -d --wait --wait-timeout 300 $$services
 	@scripts/print-urls.sh "$$PROJECT"
+
+# Team mode's local CA (team-gateway/make-ca.sh) in a one-shot container of the base image, as
+# your uid, into WORKBENCH_TEAM_CA_DIR (created here first, so that it is yours, not root's).
+.PHONY: team-ca
+team-ca: prerequisites ca-certificates base-image ## a local CA and the team gateway's certificate for WORKBENCH_PUBLIC_NAME, in team-gateway/local-ca/
+	@$(DC) build -q secrets-init
+	@dir="$$($(DC) --profile team-ca config --format json | python3 -c 'import json, sys; \
+		print(next(v["source"] for v in json.load(sys.stdin)["services"]["team-ca"]["volumes"] if v["target"] == "/ca"))')"; \
+	mkdir -p "$$dir"; \
+	$(DC) --profile team-ca run --rm --no-deps --user "$$(id -u):$$(id -g)" team-ca; \
+	if [[ -n "$$($(DC) ps -q team-gateway 2>/dev/null)" ]]; then \
+		echo "==> recreating the running team-gateway with the new certificate"; \
+		$(DC) up -d --no-deps --force-recreate --wait team-gateway; \
+	fi; \
+	echo "==> trust $$dir/ca.pem in your browser and clients (docs/operations.md, Team server behind TLS)"
 
 .PHONY: down
 down: prerequisites ## stop the workbench (keeps every volume: runs, models, artifacts)

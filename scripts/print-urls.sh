@@ -14,6 +14,15 @@ echo "The workbench is up:"
 [[ -n "$jupyter" ]] && echo "  JupyterLab        http://$jupyter/lab        token required"
 if [[ -n "$portainer" ]]; then echo "  Portainer         https://$portainer          user admin"
 else echo "  Portainer         not running (see the warning above)"; fi
+# Team mode (team-gateway/README.md): the names the team types.
+gateway="$(docker compose -p "$project" ps -q team-gateway 2>/dev/null | head -n1)" || gateway=""
+if [[ -n "$gateway" ]]; then
+	name="$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$gateway" | sed -n 's/^WORKBENCH_PUBLIC_NAME=//p')"
+	port="$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$gateway" | sed -n 's/^WORKBENCH_TEAM_HTTPS_PORT=//p')"
+	[[ "$port" == 443 ]] && port="" || port=":$port"
+	echo "  Team mode (TLS)   https://mlflow.$name$port   https://jupyter.$name$port/lab"
+	echo "                    plain ports above: this host only; clients trust team-gateway/local-ca/ca.pem or your CA"
+fi
 echo
 if [[ -f .env ]] && grep -q "^MLFLOW_ADMIN_PASSWORD='" .env; then
 	echo "Credentials: in .env (MLFLOW_ADMIN_PASSWORD, JUPYTER_TOKEN, PORTAINER_ADMIN_PASSWORD); or: make credentials"

@@ -1,5 +1,6 @@
 """Long-running hygiene, read from the resolved Compose configuration: every long-running service
-rotates its logs, has a restart policy and a healthcheck; one-shot jobs do not restart."""
+rotates its logs, has a restart policy and a healthcheck; one-shot jobs do not restart. Every
+profile is on (team mode's services included)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from utils.stack import REPO
 
-ONE_SHOT = {"secrets-init", "mlflow-migrate"}
+ONE_SHOT = {"secrets-init", "mlflow-migrate", "team-ca"}
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +24,8 @@ def services() -> dict:
             str(REPO / "docker-compose.yml"),
             "--env-file",
             "/dev/null",
+            "--profile",
+            "*",
             "config",
             "--format",
             "json",
@@ -71,5 +74,5 @@ def test_no_new_privileges_everywhere(services):
 def test_read_only_root_file_systems_where_feasible(services):
     # jupyter (a user's workspace), portainer (upstream image) and secrets-init (receives its
     # seeds as files) are the justified exceptions, see .compose-lint.yml.
-    for name in ("postgres", "ftpd", "mlflow-server", "mlflow-migrate"):
+    for name in ("postgres", "ftpd", "mlflow-server", "mlflow-migrate", "team-gateway", "team-ca"):
         assert services[name].get("read_only") is True, name
