@@ -197,15 +197,15 @@ gateway_replicas() {
 # stopped (SIGTERM: the scoring server finishes what it holds), removed, and its slot in the
 # gateway made ready for the next replica.
 retire_replica() {
-	local gateway="$1" id="$2" name ip
+	local gateway="$1" id="$2" name ip slot=""
 	name="$(docker inspect -f '{{.Name}}' "$id" | tr -d /)"
 	ip="$(replica_ip "$id" 2>/dev/null || true)"
 	if [[ -n "$ip" ]]; then
-		gateway_replicas "$gateway" drain "$ip" || printf >&2 'warning: %s was not drained\n' "$name"
+		slot="$(gateway_replicas "$gateway" drain "$ip")" || printf >&2 'warning: %s was not drained\n' "$name"
 	fi
 	docker stop -t 30 "$id" >/dev/null 2>&1 || true
 	docker rm -f "$id" >/dev/null
-	[[ -z "$ip" ]] || gateway_replicas "$gateway" release "$ip" || true
+	[[ -z "$slot" ]] || gateway_replicas "$gateway" release "$slot" "$ip" || true
 	say "$name drained and removed"
 }
 

@@ -51,6 +51,9 @@ MlflowClient().set_registered_model_alias({name!r}, "champion", {version!r})
 
 REPLICAS = 3
 CLIENTS = 4
+# Each client's pace: 4 x 15 requests a second stays well under the key's rate limit (1000 per
+# 10 s), so every answer but a 200 is a failure of the replicas or the gateway.
+PER_CLIENT_PER_S = 15
 BODY = json.dumps({"dataframe_split": {"columns": ["x"], "data": [[0.5]]}})
 
 
@@ -73,40 +76,62 @@ def served(stack, model):
             result = serve(stack, "serve", **settings)
             assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
             key = issue_key(stack, f"replica-tests-{uuid.uuid4().hex[:8]}")
-            yield {"url": f"http://127.0.0.1:{port}", "port": port, "uri": uri, "key": key,
-                   "settings": settings, "output": result.stdout}
+            yield {
+                "url": f"http://127.0.0.1:{port}",
+                "port": port,
+                "uri": uri,
+                "key": key,
+                "settings": settings,
+                "output": result.stdout,
+            }
         finally:
             serve(stack, "stop", MODEL=uri, PORT="")
 
 
 def replicas(stack, port: int) -> list[dict]:
     ids = subprocess.run(
-        ["docker", "ps", "-a", "-q", "--filter", "label=org.workbench.serving=true",
-         "--filter", f"label=org.workbench.project={stack.project}",
-         "--filter", f"label=org.workbench.serving.port={port}"],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            "label=org.workbench.serving=true",
+            "--filter",
+            f"label=org.workbench.project={stack.project}",
+            "--filter",
+            f"label=org.workbench.serving.port={port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     if not ids:
         return []
-    return json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout)
+    return json.loads(
+        subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def gateway_view(stack, port: int) -> list[dict]:
     """The gateway's slots that hold a replica: address, status, requests answered."""
     out = subprocess.run(
         ["docker", "exec", f"{stack.project}-gateway-p{port}", "gateway-replicas", "list"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rows = [line.split("\t") for line in out.splitlines()]
     return [
         {"slot": r[0], "addr": r[1], "status": r[2], "answered": int(r[5])}
-        for r in rows if r[1] not in ("", "-", "0.0.0.0")
+        for r in rows
+        if r[1] not in ("", "-", "0.0.0.0")
     ]
 
 
 class Load:
-    """CLIENTS threads POSTing /invocations through the gateway until stopped. Each request's
-    start time, latency, outcome and answer are kept."""
+    """CLIENTS threads POSTing /invocations through the gateway until stopped, each at most
+    PER_CLIENT_PER_S a second. Each request's start time, latency, outcome and answer are kept."""
 
     def __init__(self, url: str, key: str):
         self.url, self.key = f"{url}/invocations", key
@@ -118,7 +143,9 @@ class Load:
     def _run(self):
         session = requests.Session()  # no retries: a failure the gateway lets through is counted
         headers = {"Content-Type": "application/json", **bearer(self.key)}
-        while not self._stop.is_set():
+        next_at = time.monotonic()
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            next_at = max(next_at, time.monotonic()) + 1 / PER_CLIENT_PER_S  # no catching up
             start = time.monotonic()
             answer, outcome = None, "ok"
             try:
@@ -200,7 +227,9 @@ def test_a_rolling_update_to_the_aliased_version_fails_no_request(stack, served,
     assert "rolling" in result.stdout, result.stdout[-3000:]
     during = [r for r in load.results if started <= r[0] < rolled]
     after = [r for r in load.results if r[0] >= rolled]
-    text = load.summary(f"rolling update v1 -> v2 of {REPLICAS} replicas ({rolled - started:.0f} s)", since=started)
+    text = load.summary(
+        f"rolling update v1 -> v2 of {REPLICAS} replicas ({rolled - started:.0f} s)", since=started
+    )
     figure(text)
     failed = [r for r in load.results if r[2] != "ok"]
     assert not failed, f"{text}\n{failed[:5]}"
@@ -215,6 +244,8 @@ def test_a_rolling_update_to_the_aliased_version_fails_no_request(stack, served,
 
 @pytest.mark.parametrize("replicas_setting", ["0", "17", "3x", "-1"])
 def test_a_replica_count_that_is_not_1_to_16_is_refused(stack, replicas_setting):
-    result = serve(stack, "serve", MODEL="models:/any@champion", PORT=str(free_port()), REPLICAS=replicas_setting)
+    result = serve(
+        stack, "serve", MODEL="models:/any@champion", PORT=str(free_port()), REPLICAS=replicas_setting
+    )
     assert result.returncode != 0
     assert f"REPLICAS={replicas_setting} is not a number of replicas from 1 to 16" in result.stderr
