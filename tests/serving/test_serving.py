@@ -181,7 +181,9 @@ def test_two_versions_are_served_side_by_side(stack, served, model):
     assert set(running) == {"1", "2"}
     for version, server in served.items():
         c = running[version]
-        assert c["Name"].lstrip("/") == f"{stack.project}-serve-{model['name']}-v{version}-p{server['port']}-1"
+        assert (
+            c["Name"].lstrip("/") == f"{stack.project}-serve-{model['name']}-v{version}-p{server['port']}-1"
+        )
         assert c["Config"]["Image"] == f"workbench-model/{model['name']}:{version}"
         assert c["State"]["Health"]["Status"] == "healthy"
         assert c["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
@@ -331,7 +333,9 @@ def test_a_chunked_body_that_could_hide_its_size_is_refused(served, model):
     body, _ = payloads(model)["dataframe_split"]
     chunks = iter([json.dumps(body).encode()])  # a generator: requests sends it chunked
     response = http_session().post(
-        f"{served['1']['url']}/invocations", data=chunks, timeout=30,
+        f"{served['1']['url']}/invocations",
+        data=chunks,
+        timeout=30,
         headers={"Content-Type": "application/json", **bearer(KEY["key"])},
     )
     assert response.status_code == 411, response.text
