@@ -10,7 +10,8 @@
 #   serving/serve.sh key-revoke NAME=...
 #
 # Settings come from the environment (the make targets pass them): PROJECT (workbench), MODEL,
-# PORT, WORKERS (MLFLOW_MODELS_WORKERS, 2), BIND_ADDRESS (127.0.0.1), SERVE_TIMEOUT (seconds to
+# PORT, REPLICAS (containers of the model behind the gateway, 1; serving again rolls them), WORKERS
+# (MLFLOW_MODELS_WORKERS, 2), BIND_ADDRESS (127.0.0.1), SERVE_TIMEOUT (seconds to
 # wait for /ping, 300), MEMORY and PIDS (the served container's memory and process limits, 2g and
 # 512), REBUILD=1, COMPOSE (docker compose), ENV_FILE (a Compose --env-file), WORKBENCH_VERSION
 # (local); the gateway's: WORKBENCH_SERVING_KEYS (on; off: no key needed), RATE_LIMIT (requests
@@ -129,10 +130,89 @@ ping_status() {
 	printf '%s' "${line%$'\r'}"
 }
 
+# A new replica of the image ${r[image]} (cmd_serve's r, model, port, workers, memory, pids): the
+# lowest free name <base>-<n>. It starts on no network: the gateway learns of it only once it is
+# healthy (join_replica), so no request meets a model still loading. Prints its name.
+start_replica() {
+	local base="$1" n=1 name
+	while docker container inspect "$base-$n" >/dev/null 2>&1; do n=$((n + 1)); done
+	name="$base-$n"
+	# Hardened like the workbench's services: not root, no capability, no privilege gain, a
+	# read-only root file system, memory and process limits. What MLflow's scoring server writes
+	# gets a tmpfs (memory, counted in MEMORY): /tmp (HOME, Python's temporary files), nginx's
+	# /var/lib/nginx (request bodies over 16 KB, buffered responses) and /var/log/nginx (MLflow
+	# links its logs there to the container's stdout and stderr at every start).
+	docker run -d --name "$name" --restart unless-stopped \
+		--user "$MODEL_USER" -e HOME=/tmp --read-only --tmpfs /tmp \
+		--tmpfs "/var/lib/nginx:uid=${MODEL_USER%:*},gid=${MODEL_USER#*:},mode=0700" \
+		--tmpfs "/var/log/nginx:uid=${MODEL_USER%:*},gid=${MODEL_USER#*:},mode=0755" \
+		--cap-drop ALL --memory "$memory" --pids-limit "$pids" \
+		--label "$LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
+		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
+		--label "org.workbench.model.version=${r[version]}" \
+		--network none \
+		-e "MLFLOW_MODELS_WORKERS=$workers" -e UVICORN_ACCESS_LOG=false \
+		--health-cmd "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4)\"" \
+		--health-interval 2s --health-timeout 5s --health-retries 3 --health-start-period 300s \
+		--security-opt no-new-privileges:true --log-opt max-size=10m --log-opt max-file=5 \
+		"${r[image]}" >/dev/null \
+		|| { docker rm -f "$name" >/dev/null 2>&1; die "could not start $name"; }
+	printf '%s' "$name"
+}
+
+# Waits until the replica answers /ping (its health check), then puts it on the workbench's
+# network with the alias serve-<port>-model, which the gateway resolves (a container name can be
+# longer than a DNS label, 63, or hold "_", which HAProxy's resolver refuses).
+join_replica() {
+	local name="$1" deadline=$((SECONDS + timeout)) status
+	while :; do
+		status="$(docker inspect -f '{{.State.Status}} {{.State.Health.Status}} {{.RestartCount}}' "$name")"
+		[[ "$status" == "running healthy "* ]] && break
+		if [[ "$status" != running* || "${status##* }" != 0 ]]; then
+			docker logs --tail 40 "$name" >&2 || true
+			die "$name stopped (state, health, restarts: $status); the container is left for a look: make serve-logs PORT=$port, then make serve-stop PORT=$port"
+		elif ((SECONDS >= deadline)); then
+			docker logs --tail 40 "$name" >&2 || true
+			die "$name did not answer /ping within ${timeout}s (SERVE_TIMEOUT); it is left running: make serve-logs PORT=$port, make serve-stop PORT=$port"
+		fi
+		sleep 1
+	done
+	docker network disconnect none "$name" >/dev/null
+	docker network connect --alias "serve-$port-model" "$network" "$name" >/dev/null
+	say "$name is healthy and joined the gateway's network"
+}
+
+replica_ip() {
+	docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$1"
+}
+
+# gateway-replicas (serving/gateway/) in the running gateway: the runtime API, as haproxy.
+gateway_replicas() {
+	local gateway="$1"
+	shift
+	docker exec "$gateway" gateway-replicas "$@"
+}
+
+# An old replica leaves: drained in the gateway (no new request; those in flight answered),
+# stopped (SIGTERM: the scoring server finishes what it holds), removed, and its slot in the
+# gateway made ready for the next replica.
+retire_replica() {
+	local gateway="$1" id="$2" name ip slot=""
+	name="$(docker inspect -f '{{.Name}}' "$id" | tr -d /)"
+	ip="$(replica_ip "$id" 2>/dev/null || true)"
+	if [[ -n "$ip" ]]; then
+		slot="$(gateway_replicas "$gateway" drain "$ip")" || printf >&2 'warning: %s was not drained\n' "$name"
+	fi
+	docker stop -t 30 "$id" >/dev/null 2>&1 || true
+	docker rm -f "$id" >/dev/null
+	[[ -z "$slot" ]] || gateway_replicas "$gateway" release "$slot" "$ip" || true
+	say "$name drained and removed"
+}
+
 cmd_serve() {
 	local model="${MODEL:-$MODEL_DEFAULT}" port="${PORT:-5001}" workers="${WORKERS:-2}"
 	local bind="${BIND_ADDRESS:-127.0.0.1}" timeout="${SERVE_TIMEOUT:-300}"
-	local memory="${MEMORY:-2g}" pids="${PIDS:-512}"
+	local memory="${MEMORY:-2g}" pids="${PIDS:-512}" replicas_wanted="${REPLICAS:-1}"
 	local network="${PROJECT}_frontend"
 	local keys="${WORKBENCH_SERVING_KEYS:-on}" rate="${RATE_LIMIT:-1000}" body="${BODY_LIMIT:-10m}"
 	# shellcheck disable=SC2015  # die when either test fails
@@ -140,6 +220,9 @@ cmd_serve() {
 	[[ "$workers" =~ ^[1-9][0-9]*$ ]] || die "WORKERS=$workers is not a positive number"
 	[[ "$memory" =~ ^[0-9]+(\.[0-9]+)?([kKmMgGtT][iI]?[bB]?)?$ ]] || die "MEMORY=$memory is not a memory size (e.g. 2g, 512m)"
 	[[ "$pids" =~ ^[1-9][0-9]*$ ]] || die "PIDS=$pids is not a positive number of processes"
+	# 16: the gateway's slots (haproxy.cfg, server-template).
+	# shellcheck disable=SC2015  # die when either test fails
+	[[ "$replicas_wanted" =~ ^[1-9][0-9]*$ ]] && ((replicas_wanted <= 16)) || die "REPLICAS=$replicas_wanted is not a number of replicas from 1 to 16"
 	[[ "$keys" == on || "$keys" == off ]] || die "WORKBENCH_SERVING_KEYS=$keys: on (API keys required) or off"
 	[[ "$rate" =~ ^[1-9][0-9]*$ ]] || die "RATE_LIMIT=$rate is not a positive number of requests (per key, per 10 s)"
 	[[ "$body" =~ ^([1-9][0-9]*)([kKmMgG]?)$ ]] || die "BODY_LIMIT=$body is not a size (e.g. 10m, 512k)"
@@ -215,64 +298,53 @@ cmd_serve() {
 	while IFS= read -r line; do key="${line%%=*}"; value="${line#*=}"; r[$key]="$value"; done <"$results"
 	[[ -n "${r[image]:-}" && -n "${r[size]:-}" ]] || die "the image build did not finish (see above)"
 
-	local name="${PROJECT}-serve-${r[slug]}-v${r[version]}-p${port}"
+	local base="${PROJECT}-serve-${r[slug]}-v${r[version]}-p${port}"
 	local gateway="${PROJECT}-gateway-p${port}"
-	# The gateway reaches the model by the alias serve-<port>-model: a container name can be longer
-	# than a DNS label (63) or hold "_", which HAProxy's resolver refuses (answered 503).
-	if docker container inspect "$name" >/dev/null 2>&1; then
-		say "replacing the running $name"
-		docker rm -f "$name" >/dev/null
+	local settings
+	settings="keys=$keys rate=$rate body=$body_bytes bind=$bind image=$(docker image inspect -f '{{.Id}}' "$GATEWAY_IMAGE")"
+	# This port's replicas from before (of this model: another one was refused above).
+	local old=()
+	mapfile -t old < <(MODEL='' PORT="$port" containers)
+	local -a replicas=()
+	local i
+	if [[ "$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "org.workbench.gateway.settings"}}' "$gateway" 2>/dev/null)" == "true $settings" ]] \
+		&& ((${#old[@]})); then
+		# A rolling update: the gateway stays, and every new replica joins it (once healthy and
+		# up in the gateway) before one old replica leaves it (drained first): start-first, one
+		# at a time, so the model keeps answering throughout.
+		say "rolling $gateway's ${#old[@]} replica(s) to ${r[what]:-version ${r[version]}}: $replicas_wanted new, one at a time (start-first; the old ones are drained)"
+		for ((i = 1; i <= replicas_wanted; i++)); do
+			replicas+=("$(start_replica "$base")")
+			join_replica "${replicas[-1]}"
+			gateway_replicas "$gateway" wait-up "$(replica_ip "${replicas[-1]}")" \
+				|| die "${replicas[-1]} did not come up in $gateway; the old replicas still serve"
+			((${#old[@]})) || continue
+			retire_replica "$gateway" "${old[0]}"
+			old=("${old[@]:1}")
+		done
+		for i in "${old[@]}"; do retire_replica "$gateway" "$i"; done
+	else
+		((${#old[@]} == 0)) || say "replacing ${#old[@]} replica(s) of port $port (and its gateway)"
+		docker rm -f "$gateway" "${old[@]}" >/dev/null 2>&1 || true
+		say "starting $replicas_wanted replica(s) of $base ($workers workers each; no port published: the gateway holds it)"
+		for ((i = 1; i <= replicas_wanted; i++)); do replicas+=("$(start_replica "$base")"); done
+		for i in "${replicas[@]}"; do join_replica "$i"; done
+		# The gateway once the model answers: it publishes the port; a port in use fails here,
+		# and takes the replicas with it.
+		say "starting the gateway $gateway on $bind:$port (API keys $keys, $rate requests per key per 10 s, bodies up to $body)"
+		docker run -d --name "$gateway" --restart unless-stopped \
+			--read-only --tmpfs "$GATEWAY_RUN:mode=0700,uid=$(docker run --rm --entrypoint id "$GATEWAY_IMAGE" -u),gid=$(docker run --rm --entrypoint id "$GATEWAY_IMAGE" -g)" \
+			--cap-drop ALL --security-opt no-new-privileges:true --memory 256m --pids-limit 128 \
+			--label "$GATEWAY_LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
+			--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
+			--label "org.workbench.gateway.settings=$settings" \
+			--network "$network" --network-alias "serve-$port" -p "$bind:$port:8080" \
+			-e "UPSTREAM=serve-$port-model" -e "MODEL_NAME=${r[name]}" -e "WORKBENCH_SERVING_KEYS=$keys" \
+			-e "RATE_LIMIT=$rate" -e "BODY_LIMIT_BYTES=$body_bytes" \
+			-v "$(keys_volume):/keys:ro" --log-opt max-size=10m --log-opt max-file=5 \
+			"$GATEWAY_IMAGE" >/dev/null \
+			|| { docker rm -f "$gateway" "${replicas[@]}" >/dev/null 2>&1; die "could not start $gateway (is port $port in use by something else? choose another PORT=)"; }
 	fi
-	docker rm -f "$gateway" >/dev/null 2>&1 || true
-	say "starting $name ($workers workers; no port published: its gateway holds it)"
-	# Hardened like the workbench's services: not root, no capability, no privilege gain, a
-	# read-only root file system, memory and process limits. What MLflow's scoring server writes
-	# gets a tmpfs (memory, counted in MEMORY): /tmp (HOME, Python's temporary files), nginx's
-	# /var/lib/nginx (request bodies over 16 KB, buffered responses) and /var/log/nginx (MLflow
-	# links its logs there to the container's stdout and stderr at every start).
-	docker run -d --name "$name" --restart unless-stopped \
-		--user "$MODEL_USER" -e HOME=/tmp --read-only --tmpfs /tmp \
-		--tmpfs "/var/lib/nginx:uid=${MODEL_USER%:*},gid=${MODEL_USER#*:},mode=0700" \
-		--tmpfs "/var/log/nginx:uid=${MODEL_USER%:*},gid=${MODEL_USER#*:},mode=0755" \
-		--cap-drop ALL --memory "$memory" --pids-limit "$pids" \
-		--label "$LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
-		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
-		--label "org.workbench.model.version=${r[version]}" \
-		--network "$network" --network-alias "serve-$port-model" \
-		-e "MLFLOW_MODELS_WORKERS=$workers" -e UVICORN_ACCESS_LOG=false \
-		--health-cmd "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4)\"" \
-		--health-interval 5s --health-timeout 5s --health-retries 3 --health-start-period 300s \
-		--security-opt no-new-privileges:true --log-opt max-size=10m --log-opt max-file=5 \
-		"${r[image]}" >/dev/null \
-		|| { docker rm -f "$name" "$gateway" >/dev/null 2>&1; die "could not start $name"; }
-
-	local deadline=$((SECONDS + timeout)) status
-	while :; do
-		status="$(docker inspect -f '{{.State.Status}} {{.State.Health.Status}} {{.RestartCount}}' "$name")"
-		[[ "$status" == "running healthy "* ]] && break
-		if [[ "$status" != running* || "${status##* }" != 0 ]]; then
-			docker logs --tail 40 "$name" >&2 || true
-			die "$name stopped (state, health, restarts: $status); the container is left for a look: make serve-logs PORT=$port, then make serve-stop PORT=$port"
-		elif ((SECONDS >= deadline)); then
-			docker logs --tail 40 "$name" >&2 || true
-			die "$name did not answer /ping within ${timeout}s (SERVE_TIMEOUT); it is left running: make serve-logs PORT=$port, make serve-stop PORT=$port"
-		fi
-		sleep 2
-	done
-	# The gateway once the model answers (HAProxy resolves its name at start): it publishes the
-	# port; a port in use fails here, and takes the model container with it.
-	say "starting the gateway $gateway on $bind:$port (API keys $keys, $rate requests per key per 10 s, bodies up to $body)"
-	docker run -d --name "$gateway" --restart unless-stopped \
-		--read-only --tmpfs "$GATEWAY_RUN:mode=0700,uid=$(docker run --rm --entrypoint id "$GATEWAY_IMAGE" -u),gid=$(docker run --rm --entrypoint id "$GATEWAY_IMAGE" -g)" \
-		--cap-drop ALL --security-opt no-new-privileges:true --memory 256m --pids-limit 128 \
-		--label "$GATEWAY_LABEL=true" --label "$LABEL.port=$port" --label "org.workbench.project=$PROJECT" \
-		--label "org.workbench.model.uri=$model" --label "org.workbench.model.name=${r[name]}" \
-		--network "$network" --network-alias "serve-$port" -p "$bind:$port:8080" \
-		-e "UPSTREAM=serve-$port-model" -e "MODEL_NAME=${r[name]}" -e "WORKBENCH_SERVING_KEYS=$keys" \
-		-e "RATE_LIMIT=$rate" -e "BODY_LIMIT_BYTES=$body_bytes" \
-		-v "$(keys_volume):/keys:ro" --log-opt max-size=10m --log-opt max-file=5 \
-		"$GATEWAY_IMAGE" >/dev/null \
-		|| { docker rm -f "$gateway" "$name" >/dev/null 2>&1; die "could not start $gateway (is port $port in use by something else? choose another PORT=)"; }
 	# A rebuilt image leaves the previous build untagged: remove it unless a container uses it.
 	[[ -z "${r[replaced]:-}" ]] || docker image rm "${r[replaced]}" >/dev/null 2>&1 || true
 	local host="$bind"
@@ -284,8 +356,10 @@ cmd_serve() {
 		[[ "$ping" == *" 200"* ]] && break
 		sleep 1
 	done
-	[[ -n "$ping" ]] || die "$name is healthy but its gateway on $host:$port does not answer (make serve-logs PORT=$port)"
+	[[ -n "$ping" ]] || die "${replicas[*]} healthy but their gateway on $host:$port does not answer (make serve-logs PORT=$port)"
 	[[ "$ping" == *" 200"* ]] || die "GET http://$host:$port/ping answered '$ping'"
+	local name="${replicas[0]}"
+	((${#replicas[@]} == 1)) || name="${replicas[*]}"
 
 	local payload="${r[example]:-}"
 	[[ -n "$payload" ]] || payload='{"dataframe_split": {"columns": ["..."], "data": [["..."]]}}'
@@ -295,7 +369,8 @@ cmd_serve() {
 	cat <<EOF
 
 Serving $model (${r[what]:-version ${r[version]} of '${r[name]}'}) at http://$host:$port
-  container  $name   (restart unless-stopped, MLFLOW_MODELS_WORKERS=$workers, memory $memory, $pids processes)
+  replicas   $name
+             (${#replicas[@]}; each: restart unless-stopped, MLFLOW_MODELS_WORKERS=$workers, memory $memory, $pids processes)
   image      ${r[image]}   ${r[size]}
 
   gateway    $gateway   (API keys $keys, RATE_LIMIT=$rate per key per 10 s, BODY_LIMIT=$body)
@@ -322,11 +397,22 @@ cmd_stop() {
 }
 
 cmd_logs() {
-	local ids
+	local ids ports
 	mapfile -t ids < <(containers)
 	((${#ids[@]})) || die "no served model of project $PROJECT${PORT:+ on port $PORT}${MODEL:+ for $MODEL}"
-	((${#ids[@]} == 1)) || die "${#ids[@]} served models: choose one with PORT= (make serve-ps)"
-	docker logs ${FOLLOW:+-f} --tail "${TAIL:-100}" "${ids[0]}"
+	ports="$(docker inspect -f "{{index .Config.Labels \"$LABEL.port\"}}" "${ids[@]}" | sort -u | wc -l)"
+	((ports == 1)) || die "$ports served models: choose one with PORT= (make serve-ps)"
+	if ((${#ids[@]} == 1)); then
+		docker logs ${FOLLOW:+-f} --tail "${TAIL:-100}" "${ids[0]}"
+		return
+	fi
+	# Several replicas: each one's lines behind its name, followed side by side.
+	local id name
+	for id in "${ids[@]}"; do
+		name="$(docker inspect -f '{{.Name}}' "$id" | tr -d /)"
+		docker logs ${FOLLOW:+-f} --tail "${TAIL:-100}" "$id" 2>&1 | sed -u "s|^|$name  |" &
+	done
+	wait
 }
 
 cmd_ps() {

@@ -9,6 +9,7 @@ $(SERVE_TARGETS): export COMPOSE ?=
 $(SERVE_TARGETS): export MODEL ?=
 $(SERVE_TARGETS): export PORT ?=
 $(SERVE_TARGETS): export WORKERS ?=
+$(SERVE_TARGETS): export REPLICAS ?=
 $(SERVE_TARGETS): export BIND_ADDRESS ?=
 $(SERVE_TARGETS): export SERVE_TIMEOUT ?=
 $(SERVE_TARGETS): export MEMORY ?=
@@ -21,7 +22,7 @@ $(SERVE_TARGETS): export RATE_LIMIT ?=
 $(SERVE_TARGETS): export BODY_LIMIT ?=
 
 .PHONY: $(SERVE_TARGETS)
-serve: ## serve a registered model behind its gateway: MODEL=models:/diabetes-regressor@champion PORT=5001 [WORKERS=2] [MEMORY=2g] [PIDS=512] [RATE_LIMIT=1000] [BODY_LIMIT=10m]
+serve: ## serve a registered model behind its gateway (again: a rolling update): MODEL=models:/diabetes-regressor@champion PORT=5001 [REPLICAS=1] [WORKERS=2] [MEMORY=2g] [PIDS=512] [RATE_LIMIT=1000] [BODY_LIMIT=10m]
 	@serving/serve.sh serve
 
 serve-stop: ## remove served model containers: all of the project, or PORT= / MODEL=

@@ -53,6 +53,7 @@ def pytest_configure(config):
 LONGEST_FIRST = (
     "compat/test_models.py",
     "serving/test_serving.py",
+    "serving/test_replicas.py",
     "scoring/test_scoring.py",
     "mlflow-server/test_authz_attacks.py",
     "e2e/test_notebooks.py",

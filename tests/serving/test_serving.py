@@ -181,7 +181,9 @@ def test_two_versions_are_served_side_by_side(stack, served, model):
     assert set(running) == {"1", "2"}
     for version, server in served.items():
         c = running[version]
-        assert c["Name"].lstrip("/") == f"{stack.project}-serve-{model['name']}-v{version}-p{server['port']}"
+        assert (
+            c["Name"].lstrip("/") == f"{stack.project}-serve-{model['name']}-v{version}-p{server['port']}-1"
+        )
         assert c["Config"]["Image"] == f"workbench-model/{model['name']}:{version}"
         assert c["State"]["Health"]["Status"] == "healthy"
         assert c["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
@@ -322,6 +324,22 @@ def test_an_oversized_body_is_refused_without_being_read(served, model):
         answer = s.recv(4096).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer
     assert "REQUEST_TOO_LARGE" in answer
+    still_up(served["1"]["url"], model)
+
+
+def test_a_chunked_body_that_could_hide_its_size_is_refused(served, model):
+    """Transfer-Encoding: chunked announces no size, so the body limit could not see it: an
+    attacker's way around BODY_LIMIT with a valid key. The gateway answers 411."""
+    body, _ = payloads(model)["dataframe_split"]
+    chunks = iter([json.dumps(body).encode()])  # a generator: requests sends it chunked
+    response = http_session().post(
+        f"{served['1']['url']}/invocations",
+        data=chunks,
+        timeout=30,
+        headers={"Content-Type": "application/json", **bearer(KEY["key"])},
+    )
+    assert response.status_code == 411, response.text
+    assert "LENGTH_REQUIRED" in response.text
     still_up(served["1"]["url"], model)
 
 
@@ -674,7 +692,7 @@ def test_every_model_uri_mlflow_loads_is_served(
             assert "already built from this model version" in result.stdout  # version 2's image
         running = containers(stack, model, label=f"org.workbench.model.uri={uri}")
         assert [c["Name"].lstrip("/") for c in running] == [
-            f"{stack.project}-serve-{image_name.format(**fill)}-v{resolved['version']}-p{port}"
+            f"{stack.project}-serve-{image_name.format(**fill)}-v{resolved['version']}-p{port}-1"
         ]
         assert running[0]["Config"]["Image"] == image
         labels = running[0]["Config"]["Labels"]
