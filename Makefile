@@ -66,7 +66,7 @@ up restore: export SERVICES ?=
 # MLFLOW_SERVER_REPLICAS as Compose resolves it (.env, environment): refused before anything is
 # built when the stack cannot run it (mlflow-server/README.md, Replicas).
 .PHONY: check-replicas
-check-replicas: prerequisites
+check-replicas: prerequisites ## check MLFLOW_SERVER_REPLICAS and what it needs (make up runs it first)
 	@scripts/check-replicas.sh
 
 .PHONY: up
