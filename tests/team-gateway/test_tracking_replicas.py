@@ -25,6 +25,7 @@ from utils.faults import (
     check_acknowledged_writes,
     errors,
     finish,
+    healthy,
     last_errors,
     latencies,
     percentile,
@@ -162,6 +163,33 @@ def test_a_form_signed_by_one_replica_is_accepted_by_the_other(team):
     signed, unsigned, exists = json.loads(team.stack.python("jupyter", code).strip().splitlines()[-1])
     assert signed == 200 and exists[0] == 200, (signed, exists)
     assert unsigned == 400 and exists[1] == 404, (unsigned, exists)
+
+
+def test_a_replica_restarting_clears_only_scratch_no_running_replica_holds(team):
+    # The scratch volume (MLflow's staged downloads) is shared: each replica works in
+    # /tmp/<hostname> under a lock it holds for its life (mlflow-server/entrypoint.sh). What a
+    # stopped server left (a folder whose lock is free, a loose file) goes when a replica starts;
+    # the other replica's folder, busy, stays.
+    first, second = team.stack.container_ids("mlflow-server")[:2]
+
+    def docker(*args: str) -> str:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+    hostnames = [docker("inspect", "-f", "{{.Config.Hostname}}", c).strip() for c in (first, second)]
+    docker("exec", second, "touch", f"/tmp/{hostnames[1]}/in-use")
+    docker(
+        "exec",
+        first,
+        "sh",
+        "-c",
+        "mkdir /tmp/stale0000 && touch /tmp/stale0000/x /tmp/stale0000.lock /tmp/loose",
+    )
+    docker("restart", first)
+    wait_until(lambda: healthy(first), timeout=180, interval=1, what="the restarted replica healthy")
+    left = set(docker("exec", second, "ls", "-A", "/tmp").split())
+    assert left == {hostnames[0], f"{hostnames[0]}.lock", hostnames[1], f"{hostnames[1]}.lock"}, left
+    assert docker("exec", second, "ls", "-A", f"/tmp/{hostnames[1]}").split() == ["in-use"]
+    docker("exec", second, "rm", f"/tmp/{hostnames[1]}/in-use")
 
 
 def fast_metric_writes(team: Team) -> list[float]:
