@@ -63,8 +63,14 @@ START_SERVICES = services="$$SERVICES"; scripts/portainer-image.sh || services="
 	if $(DC) config --services 2>/dev/null | grep -qx team-gateway; then services+=" team-gateway"; fi
 up restore: export SERVICES ?=
 
+# MLFLOW_SERVER_REPLICAS as Compose resolves it (.env, environment): refused before anything is
+# built when the stack cannot run it (mlflow-server/README.md, Replicas).
+.PHONY: check-replicas
+check-replicas: prerequisites ## check MLFLOW_SERVER_REPLICAS and what it needs (make up runs it first)
+	@scripts/check-replicas.sh
+
 .PHONY: up
-up: build ## start the workbench and print its URLs
+up: check-replicas build ## start the workbench and print its URLs
 	@$(START_SERVICES); \
 	echo "==> starting $$services (waits until all are healthy)"; \
 	$(DC) up -d --wait --wait-timeout 300 $$services
@@ -128,7 +134,7 @@ backup: prerequisites ## write backups/workbench-<time>.tar: databases, artifact
 .PHONY: restore
 restore: export FILE ?=
 restore: export AGE_IDENTITY_FILE ?=
-restore: build ## restore FILE=backups/workbench-<time>.tar[.age] into empty volumes (after make clean) [AGE_IDENTITY_FILE=…]
+restore: check-replicas build ## restore FILE=backups/workbench-<time>.tar[.age] into empty volumes (after make clean) [AGE_IDENTITY_FILE=…]
 	@[[ -n "$$FILE" ]] || { echo "usage: make restore FILE=backups/workbench-<time>.tar [AGE_IDENTITY_FILE=key.txt]" >&2; exit 2; }
 	@$(START_SERVICES); \
 	WORKBENCH_COMPOSE="$$COMPOSE -p $$PROJECT" scripts/restore.sh "$$FILE" $$services

@@ -62,6 +62,27 @@ _write_auth_config() {
 	unset AUTH_DATABASE_URI
 }
 
+# /tmp is the mlflow-server-scratch volume (staged downloads), shared by every replica: each
+# works in /tmp/<its hostname> (TMPDIR) and holds /tmp/<hostname>.lock for its life (flock on an
+# fd the server inherits). At start, what no running replica holds is what a server stopped in
+# the middle of a download left: a folder whose lock is free, or anything without a lock.
+_scratch() {
+	local own="/tmp/${HOSTNAME:?}" entry
+	exec {scratch_lock}>"$own.lock"
+	flock -n "$scratch_lock"
+	for entry in /tmp/*; do
+		[[ -e "$entry" && "$entry" != "$own" && "$entry" != "$own.lock" ]] || continue
+		if [[ "$entry" == *.lock ]]; then
+			if flock -n "$entry" true; then rm -rf "${entry%.lock}" "$entry"; fi
+		elif [[ ! -e "$entry.lock" ]]; then
+			rm -rf "$entry"
+		fi
+	done
+	rm -rf "$own"
+	mkdir "$own"
+	export TMPDIR="$own"
+}
+
 _main() {
 	_setup_env
 	_write_auth_config
@@ -75,9 +96,7 @@ _main() {
 	if [[ "${1:-}" == audit ]]; then
 		exec python3 -m workbench_audit
 	fi
-	# /tmp is the mlflow-server-scratch volume (staged downloads): drop what a server stopped in
-	# the middle of a download left there.
-	find /tmp -mindepth 1 -delete || true
+	_scratch
 	exec "$@"
 }
 

@@ -11,6 +11,9 @@ mlflow="$(url mlflow-server 5000)"; jupyter="$(url jupyter 8888)"; portainer="$(
 echo
 echo "The workbench is up:"
 [[ -n "$mlflow" ]] && echo "  MLflow UI + API   http://$mlflow            user admin"
+# Replicas (MLFLOW_SERVER_REPLICAS): the port above is the first one's; the team URL below has all.
+replicas="$(docker compose -p "$project" ps -q mlflow-server 2>/dev/null | wc -l)" || replicas=1
+((replicas > 1)) && echo "                    (replica 1 of $replicas; make ps lists each one's port)"
 [[ -n "$jupyter" ]] && echo "  JupyterLab        http://$jupyter/lab        token required"
 if [[ -n "$portainer" ]]; then echo "  Portainer         https://$portainer          user admin"
 else echo "  Portainer         not running (see the warning above)"; fi

@@ -76,3 +76,11 @@ def test_read_only_root_file_systems_where_feasible(services):
     # seeds as files) are the justified exceptions, see .compose-lint.yml.
     for name in ("postgres", "ftpd", "mlflow-server", "mlflow-migrate", "team-gateway", "team-ca"):
         assert services[name].get("read_only") is True, name
+
+
+def test_one_tracking_server_by_default_reached_by_its_name(services):
+    # MLFLOW_SERVER_REPLICAS (mlflow-server/README.md, Replicas) and WORKBENCH_MLFLOW_INTERNAL_URL
+    # unset: one mlflow-server, on its plain port, which JupyterLab reaches by its name.
+    assert services["mlflow-server"].get("scale", 1) == 1
+    assert [port["published"] for port in services["mlflow-server"]["ports"]] == ["5000"]
+    assert services["jupyter"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow-server:5000"

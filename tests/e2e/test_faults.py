@@ -21,91 +21,18 @@ import time
 
 import pytest
 
-from utils.faults import crash, start_in, wait_container_healthy, wait_healthy
+from utils.faults import (
+    check_acknowledged_writes,
+    crash,
+    errors,
+    finish,
+    last_errors,
+    start_in,
+    start_load,
+    wait_container_healthy,
+    wait_healthy,
+)
 from utils.wait import wait_until
-
-# Two clients (threads) logging metrics as fast as they can for `duration` seconds into runs of
-# their own, on the server at MLFLOW_TRACKING_URI or the one given; prints "started" once the
-# runs exist, then a JSON report of what was acknowledged.
-LOAD = r"""
-import json, os, sys, threading, time
-experiment, duration, retries = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-if len(sys.argv) > 4:
-    os.environ["MLFLOW_TRACKING_URI"] = sys.argv[4]
-os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = retries
-os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
-os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
-import mlflow
-from mlflow import MlflowClient
-client = MlflowClient()
-exp_id = mlflow.set_experiment(experiment).experiment_id
-runs = [client.create_run(exp_id).info.run_id for _ in range(2)]
-report = {r: {"acked": [], "errors": 0, "calls": 0, "last_error": None, "first_ack": None, "last_ack": None}
-          for r in runs}
-print("started", flush=True)
-t0 = time.monotonic()
-def worker(run_id):
-    step = 0
-    while time.monotonic() - t0 < duration:
-        report[run_id]["calls"] += 1
-        try:
-            client.log_metric(run_id, "load", float(step), step=step)
-            report[run_id]["acked"].append(step)
-            report[run_id]["first_ack"] = report[run_id]["first_ack"] or time.time()
-            report[run_id]["last_ack"] = time.time()
-        except Exception as exc:
-            report[run_id]["errors"] += 1
-            report[run_id]["last_error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
-            time.sleep(0.2)
-        step += 1
-threads = [threading.Thread(target=worker, args=(r,)) for r in runs]
-[t.start() for t in threads]
-[t.join() for t in threads]
-print(json.dumps(report))
-"""
-
-
-def start_load(stack, experiment: str, duration: int, retries: int, server=None):
-    """The load from JupyterLab, on the stack's mlflow-server or on `server` (utils/servers.py)."""
-    on = [f"http://{server.host}:5000"] if server else []
-    process = start_in(stack, "jupyter", LOAD, experiment, str(duration), str(retries), *on)
-    assert process.stdout.readline().strip() == "started", process.stderr.read()
-    return process
-
-
-def finish(process, timeout: float) -> dict:
-    # "errors, not hangs": every client returns within its own time budget plus its timeouts.
-    stdout, stderr = process.communicate(timeout=timeout)
-    assert process.returncode == 0, stderr[-3000:]
-    return json.loads(stdout.strip().splitlines()[-1])
-
-
-def steps_in_postgres(stack, run_ids) -> dict[str, set[int]]:
-    ids = ",".join(f"'{r}'" for r in run_ids)
-    rows = stack.psql(f"SELECT run_uuid, step FROM metrics WHERE key = 'load' AND run_uuid IN ({ids})")
-    found: dict[str, set[int]] = {r: set() for r in run_ids}
-    for run_uuid, step in rows:
-        found[run_uuid].add(int(step))
-    return found
-
-
-def check_acknowledged_writes(stack, *reports) -> tuple[int, int]:
-    acked = {r: set(v["acked"]) for report in reports for r, v in report.items()}
-    found = steps_in_postgres(stack, acked)
-    for run_id, steps in acked.items():
-        missing = steps - found[run_id]
-        assert not missing, (
-            f"run {run_id}: {len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:5]}"
-        )
-    return sum(len(s) for s in acked.values()), sum(len(found[r] & acked[r]) for r in acked)
-
-
-def errors(report: dict) -> int:
-    return sum(v["errors"] for v in report.values())
-
-
-def last_errors(report: dict) -> list:
-    return [v["last_error"] for v in report.values() if v["last_error"]]
 
 
 @pytest.mark.slow

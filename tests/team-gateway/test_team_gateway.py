@@ -9,108 +9,30 @@ in this process only (an /etc/hosts entry would do the same on a laptop).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
 import ssl
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import HOSTILE_SECRETS, _env_file
 from utils.stack import Stack, run_make
+from utils.team import ADMIN, JUPYTER_HOST, MLFLOW_HOST, NAME, Team, public_names, team_stack
 from utils.wait import wait_until
 
 pytestmark = pytest.mark.slow  # a stack of its own
 
-NAME = "team.test"  # .test: reserved (RFC 2606), never a real host
-MLFLOW_HOST = f"mlflow.{NAME}"
-JUPYTER_HOST = f"jupyter.{NAME}"
-ADMIN = ("admin", HOSTILE_SECRETS["MLFLOW_ADMIN_PASSWORD"])
 TOKEN = HOSTILE_SECRETS["JUPYTER_TOKEN"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Team:
-    def __init__(self, stack: Stack, directory: Path, https_port: int, http_port: int):
-        self.stack, self.directory = stack, directory
-        self.https_port, self.http_port = https_port, http_port
-        self.ca = directory / "ca" / "ca.pem"
-
-    def url(self, host: str, path: str = "/") -> str:
-        return f"https://{host}:{self.https_port}{path}"
-
-    def session(self, verify: str | bool | None = None, auth=ADMIN) -> requests.Session:
-        session = requests.Session()
-        session.verify = str(self.ca) if verify is None else verify
-        session.trust_env = False  # no REQUESTS_CA_BUNDLE, no proxy from this machine
-        session.auth = auth
-        return session
-
-
-def _settings(directory: Path, https_port: int, http_port: int, cert: Path, key: Path) -> str:
-    return (
-        "COMPOSE_PROFILES=team\n"
-        f"WORKBENCH_PUBLIC_NAME={NAME}\n"
-        "WORKBENCH_TEAM_BIND_ADDRESS=127.0.0.1\n"
-        f"WORKBENCH_TEAM_HTTPS_PORT={https_port}\nWORKBENCH_TEAM_HTTP_PORT={http_port}\n"
-        f"WORKBENCH_TEAM_CA_DIR={directory / 'ca'}\n"
-        f"WORKBENCH_TEAM_CERT_FILE={cert}\nWORKBENCH_TEAM_KEY_FILE={key}\n"
-    )
-
-
 @pytest.fixture(scope="module")
-def public_names():
-    """mlflow.team.test and jupyter.team.test -> 127.0.0.1, for this process's clients."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        return real("127.0.0.1" if str(host).endswith(NAME) else host, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket, "getaddrinfo", getaddrinfo)
-        yield
-
-
-@pytest.fixture(scope="module")
-def team(tmp_path_factory, public_names, request):
-    base = os.environ.get("WORKBENCH_TEST_PROJECT")
-    project = f"{base}-team" if base else f"wbteam{uuid.uuid4().hex[:6]}"
-    keep = bool(base) and os.environ.get("WORKBENCH_TEST_KEEP") == "1"
-    directory = tmp_path_factory.mktemp(project)
-    (directory / "ca").mkdir()
-    https_port, http_port = _free_port(), _free_port()
-    env_file = _env_file(directory)
-    ca_dir = directory / "ca"
-    with env_file.open("a") as env:
-        env.write(_settings(directory, https_port, http_port, ca_dir / "server.crt", ca_dir / "server.key"))
-    stack = Stack(project, env_file, HOSTILE_SECRETS)
-    failed_before = request.session.testsfailed
-    try:
-        # make team-ca builds the base image if needed, and the build adds the gateway's: under
-        # the lock the session's stack builds with (conftest.py), so make test's processes
-        # never build the same image side by side.
-        with open(tmp_path_factory.getbasetemp().parent / "images.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            made = run_make(stack, "team-ca")
-            assert made.returncode == 0, made.stdout + made.stderr
-            stack.compose("build", timeout=3600)
-        stack.up(*stack.services(), "team-gateway")
-        yield Team(stack, directory, https_port, http_port)
-    finally:
-        if request.session.testsfailed > failed_before or os.environ.get("WORKBENCH_TEST_LOGS"):
-            print(f"\n===== logs of {project} =====\n{stack.logs()}")
-        if not keep:
-            stack.down(volumes=True)
+def team(tmp_path_factory, request):
+    with public_names(), team_stack(tmp_path_factory, request, "team") as team:
+        yield team
 
 
 def test_make_team_ca_leaves_the_ca_key_outside_the_gateway(team):

@@ -171,8 +171,23 @@ class Stack:
     def url(self, service: str, container_port: int, scheme: str = "http") -> str:
         return f"{scheme}://{self.port(service, container_port)}"
 
+    def container_ids(self, service: str) -> list[str]:
+        """Every running container of a service (replicas: MLFLOW_SERVER_REPLICAS), by number."""
+        ids = self.compose("ps", "-q", service).stdout.split()
+        if len(ids) < 2:
+            return ids
+        label = '{{index .Config.Labels "com.docker.compose.container-number"}}'
+        numbers = {
+            cid: int(subprocess.run(["docker", "inspect", "-f", label, cid], capture_output=True, text=True)
+                     .stdout.strip() or 0)
+            for cid in ids
+        }  # fmt: skip
+        return sorted(ids, key=numbers.__getitem__)
+
     def container_id(self, service: str) -> str:
-        return self.compose("ps", "-q", service).stdout.strip()
+        """The service's container; with replicas, the first (service-1)."""
+        ids = self.container_ids(service)
+        return ids[0] if ids else ""
 
     def inspect(self, service: str) -> dict:
         out = subprocess.run(
