@@ -268,6 +268,9 @@ def main() -> None:
             front = "" if "DISABLE_NGINX=true" in served_env else "nginx + uvicorn, "
             SETTINGS["served"] = "`make serve` now: " + front + ", ".join(f"`{v}`" for v in served_env)
         print_serving_settings(serving, memory_of, read(folder, "serve_image_name") or "the model image")
+        if all(name in serving for name in GATEWAY):
+            workers = [v.split("=", 1)[1] for v in served_env if v.startswith("MLFLOW_MODELS_WORKERS=")]
+            print_gateway_cost(serving, memory_of, workers[0] if workers else None)
 
 
 HOW_TO_READ = (
@@ -441,6 +444,124 @@ def print_serving_settings(serving: dict, memory_of: dict[str, str], image: str)
             f"| {label} | {ms(r['1'])} | {fig(r['8']['req_s'])} | {ms(r['8'])} | {memory_of.get(name, '–')} | "
             f"{verdicts[0]} | {verdicts[1]} |"
         )
+
+
+# The gateway's cost (bench/serving.sh): one model container with serve.sh's replica settings,
+# reached directly and through gateways started as serve.sh starts one, side by side.
+GATEWAY = {
+    "direct": "the model container direct (published on 127.0.0.1, no gateway)",
+    "gateway-nokeys": "through a gateway, keys off (`WORKBENCH_SERVING_KEYS=off`)",
+    "gateway-keys": "through a gateway, keys on (the client sends `Authorization: Bearer <key>`)",
+}
+ADDED_MS, SHARE = 1.0, 0.9  # the targets: at most 1 ms added at p50, at least 90 % of the throughput
+
+
+def added(ours, theirs) -> tuple[float, float]:
+    """What ours adds to theirs: the difference of the medians, and the worst case (our worst
+    repetition against the other side's best, as `ratio`)."""
+    o, t = spread(ours), spread(theirs)
+    return o["median"] - t["median"], o["max"] - t["min"]
+
+
+def plus_ms(d: tuple[float, float]) -> str:
+    median, worst = (f"{x:+.2f} ms" for x in d)
+    return median if median == worst else f"{median} (worst {worst})"
+
+
+def gateway_rows(serving: dict, memory_of: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
+    """The gateway's cost table: figure | direct | through the gateway | the gateway's cost | target."""
+    direct, clients = serving["direct"], serving["clients"]
+    rows = []
+    for name, keys in (("gateway-nokeys", "keys off"), ("gateway-keys", "keys on")):
+        cost = added(serving[name]["1"]["p50_ms"], direct["1"]["p50_ms"])
+        rows.append(
+            (
+                f"1 client: p50 / p99 ms, {keys}",
+                ms(direct["1"]),
+                ms(serving[name]["1"]),
+                f"{plus_ms(cost)} at p50",
+                verdict(f"≤ {ADDED_MS:g} ms added at p50", cost[1] <= ADDED_MS),
+            )
+        )
+    for name, keys in (("gateway-nokeys", "keys off"), ("gateway-keys", "keys on")):
+        share = ratio(serving[name]["8"]["req_s"], direct["8"]["req_s"])
+        rows.append(
+            (
+                f"{clients} clients: requests/s, {keys}",
+                fig(direct["8"]["req_s"]),
+                fig(serving[name]["8"]["req_s"]),
+                percent(share, "direct"),
+                verdict(f"≥ {SHARE:.0%} of direct", share[1] >= SHARE),
+            )
+        )
+    for name, keys in (("gateway-nokeys", "keys off"), ("gateway-keys", "keys on")):
+        rows.append(
+            (f"{clients} clients: p50 / p99 ms, {keys}", ms(direct["8"]), ms(serving[name]["8"]), "", "")
+        )
+    if "direct" in memory_of and "gateway-keys" in memory_of:
+        rows.append(
+            (
+                "memory (MiB) / processes: the model; the gateway",
+                memory_of["direct"],
+                memory_of["gateway-keys"],
+                "",
+                "",
+            )
+        )
+    if "replicas-3" in serving:
+        scale = ratio(serving["replicas-3"]["8"]["req_s"], serving["gateway-nokeys"]["8"]["req_s"])
+        rows.append(
+            (
+                f"{clients} clients: requests/s through the gateway (keys off), 1 → 3 replicas",
+                f"1 replica: {fig(serving['gateway-nokeys']['8']['req_s'])}",
+                f"3 replicas: {fig(serving['replicas-3']['8']['req_s'])}",
+                times(scale, 2, " with 3"),
+                "",
+            )
+        )
+    return rows
+
+
+def bigger_machine(serving: dict, workers: str | None) -> str:
+    """What the replicas row says, and what a bigger machine would show (expected, not measured)."""
+    scale = ratio(serving["replicas-3"]["8"]["req_s"], serving["gateway-nokeys"]["8"]["req_s"])
+    # Within a quarter of 1 replica's (either way): what the spread of one server's repetitions
+    # reaches on these shared cores.
+    if scale[0] < 1.25:
+        found = (
+            f"{times(scale, 2)}: the model's work already fills them with 1 replica, so 3 add availability, "
+            "not throughput (what is left is noise and the cost of more processes on the same cores)"
+        )
+    else:
+        found = f"{times(scale, 2)}: the cores were not full with 1 replica"
+    return (
+        f"**1 → 3 replicas**: on these {serving['cpus']} cores the 3 replicas ({workers or 'its'} uvicorn "
+        f"workers and nginx each) share the cores with each other, the gateway and the {serving['clients']} "
+        f"clients; {found}. **A bigger machine** (expected, not measured here): with a core for each worker "
+        "of every replica, plus cores for the gateway and the clients, the replicas' work runs side by side "
+        "and the throughput grows towards 3× that of 1 replica, until the gateway (HAProxy, a thread a core) "
+        "or the clients become the limit; the gateway's own cost per request is the keys-off rows above."
+    )
+
+
+def print_gateway_cost(serving: dict, memory_of: dict[str, str], workers: str | None = None) -> None:
+    print("\n#### Serving: the gateway's cost (the same model container, all in this run)\n")
+    print(
+        "- **How**: one container of the model's image with the settings `make serve` gives a replica "
+        "(read from the served one), published on 127.0.0.1 and, on the stack's network, behind two "
+        "gateways started as `make serve` starts one (`RATE_LIMIT` out of the bench's reach): "
+        + "; ".join(f"{name}: {label}" for name, label in GATEWAY.items())
+        + ". The three are measured back to back in each repetition, their order rotated. 3 replicas: "
+        "that container and two more like it behind a third gateway (keys off). A cost is the difference "
+        "of the medians (a share their ratio); **worst** is the gateway's worst repetition against the "
+        "direct one's best, and a target is **met** only when the worst case meets it.\n"
+    )
+    print("| figure | direct | through the gateway | the gateway's cost | target |")
+    print("|---|---|---|---|---|")
+    for cells in gateway_rows(serving, memory_of):
+        print("| " + " | ".join(cells) + " |")
+    if "replicas-3" in serving:
+        print(f"\n{bigger_machine(serving, workers)}")
 
 
 if __name__ == "__main__":
