@@ -73,34 +73,56 @@ def served(stack, model):
             result = serve(stack, "serve", **settings)
             assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
             key = issue_key(stack, f"replica-tests-{uuid.uuid4().hex[:8]}")
-            yield {"url": f"http://127.0.0.1:{port}", "port": port, "uri": uri, "key": key,
-                   "settings": settings, "output": result.stdout}
+            yield {
+                "url": f"http://127.0.0.1:{port}",
+                "port": port,
+                "uri": uri,
+                "key": key,
+                "settings": settings,
+                "output": result.stdout,
+            }
         finally:
             serve(stack, "stop", MODEL=uri, PORT="")
 
 
 def replicas(stack, port: int) -> list[dict]:
     ids = subprocess.run(
-        ["docker", "ps", "-a", "-q", "--filter", "label=org.workbench.serving=true",
-         "--filter", f"label=org.workbench.project={stack.project}",
-         "--filter", f"label=org.workbench.serving.port={port}"],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            "label=org.workbench.serving=true",
+            "--filter",
+            f"label=org.workbench.project={stack.project}",
+            "--filter",
+            f"label=org.workbench.serving.port={port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     if not ids:
         return []
-    return json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout)
+    return json.loads(
+        subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def gateway_view(stack, port: int) -> list[dict]:
     """The gateway's slots that hold a replica: address, status, requests answered."""
     out = subprocess.run(
         ["docker", "exec", f"{stack.project}-gateway-p{port}", "gateway-replicas", "list"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rows = [line.split("\t") for line in out.splitlines()]
     return [
         {"slot": r[0], "addr": r[1], "status": r[2], "answered": int(r[5])}
-        for r in rows if r[1] not in ("", "-", "0.0.0.0")
+        for r in rows
+        if r[1] not in ("", "-", "0.0.0.0")
     ]
 
 
@@ -200,7 +222,9 @@ def test_a_rolling_update_to_the_aliased_version_fails_no_request(stack, served,
     assert "rolling" in result.stdout, result.stdout[-3000:]
     during = [r for r in load.results if started <= r[0] < rolled]
     after = [r for r in load.results if r[0] >= rolled]
-    text = load.summary(f"rolling update v1 -> v2 of {REPLICAS} replicas ({rolled - started:.0f} s)", since=started)
+    text = load.summary(
+        f"rolling update v1 -> v2 of {REPLICAS} replicas ({rolled - started:.0f} s)", since=started
+    )
     figure(text)
     failed = [r for r in load.results if r[2] != "ok"]
     assert not failed, f"{text}\n{failed[:5]}"
@@ -215,6 +239,8 @@ def test_a_rolling_update_to_the_aliased_version_fails_no_request(stack, served,
 
 @pytest.mark.parametrize("replicas_setting", ["0", "17", "3x", "-1"])
 def test_a_replica_count_that_is_not_1_to_16_is_refused(stack, replicas_setting):
-    result = serve(stack, "serve", MODEL="models:/any@champion", PORT=str(free_port()), REPLICAS=replicas_setting)
+    result = serve(
+        stack, "serve", MODEL="models:/any@champion", PORT=str(free_port()), REPLICAS=replicas_setting
+    )
     assert result.returncode != 0
     assert f"REPLICAS={replicas_setting} is not a number of replicas from 1 to 16" in result.stderr
