@@ -1,6 +1,10 @@
 """Renders one benchmark run (bench/run.sh's work folder) as the Markdown table of the README:
 every figure side by side with the plain setup and the floor, the ratio, and the target; then,
-when the serving benchmark ran (bench/serving.sh), a table of the serving settings tried."""
+when the serving benchmark ran (bench/serving.sh), a table of the serving settings tried and one of
+the gateway's cost. A work folder of bench/serving.sh run alone (serving.json, no results.json)
+gets the serving part of the table and those two tables:
+
+    python3 bench/report.py WORK STAMP"""
 
 from __future__ import annotations
 
@@ -68,6 +72,9 @@ def verdict(target: str, met: bool) -> str:
 
 def main() -> None:
     folder, stamp = Path(sys.argv[1]), sys.argv[2]
+    if not (folder / "results.json").exists() and (folder / "serving.json").exists():
+        serving_only(folder, stamp)
+        return
     r = json.loads((folder / "results.json").read_text())
     images = json.loads(read(folder, "images.json") or "{}")
     rows: list[tuple[str, str, str, str, str, str]] = []
@@ -263,14 +270,45 @@ def main() -> None:
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
     if serving:
-        served_env = (read(folder, "served_env") or "").split()
-        if served_env:  # what serve.sh set, so the label follows its defaults
-            front = "" if "DISABLE_NGINX=true" in served_env else "nginx + uvicorn, "
-            SETTINGS["served"] = "`make serve` now: " + front + ", ".join(f"`{v}`" for v in served_env)
-        print_serving_settings(serving, memory_of, read(folder, "serve_image_name") or "the model image")
-        if all(name in serving for name in GATEWAY):
-            workers = [v.split("=", 1)[1] for v in served_env if v.startswith("MLFLOW_MODELS_WORKERS=")]
-            print_gateway_cost(serving, memory_of, workers[0] if workers else None)
+        print_serving_tables(folder, serving, memory_of)
+
+
+def print_serving_tables(folder: Path, serving: dict, memory_of: dict[str, str]) -> None:
+    """The serving settings table, and the gateway's cost when it was measured."""
+    served_env = (read(folder, "served_env") or "").split()
+    if served_env:  # what serve.sh set, so the label follows its defaults
+        front = "" if "DISABLE_NGINX=true" in served_env else "nginx + uvicorn, "
+        SETTINGS["served"] = "`make serve` now: " + front + ", ".join(f"`{v}`" for v in served_env)
+    print_serving_settings(serving, memory_of, read(folder, "serve_image_name") or "the model image")
+    if all(name in serving for name in GATEWAY):
+        workers = [v.split("=", 1)[1] for v in served_env if v.startswith("MLFLOW_MODELS_WORKERS=")]
+        print_gateway_cost(serving, memory_of, workers[0] if workers else None)
+
+
+def serving_only(folder: Path, stamp: str) -> None:
+    """bench/serving.sh run alone (against a running stack, no tracking figures): its part of the
+    table, its settings table and the gateway's cost. The load averages, when the caller wrote them
+    (load_start, load_end: `uptime`), go in the header."""
+    serving = json.loads((folder / "serving.json").read_text())
+    memory_of = serving_memory(folder)
+    memory = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 2**20
+    loads = [re.search(r"load average: (.*)", read(folder, f) or "") for f in ("load_start", "load_end")]
+    load = (
+        f"; load average (1, 5, 15 min) {loads[0].group(1)} at the start, {loads[1].group(1)} at the end"
+        if all(loads)
+        else ""
+    )
+    print(f"### Benchmark {stamp}: the serving part alone (bench/serving.sh)\n")
+    print(
+        f"Machine: {os.cpu_count()} cores, {memory:.0f} GiB; {serving['reps']} repetitions"
+        f"{' (BENCH_SMALL: small counts)' if serving.get('small') else ''}{load}.\n"
+    )
+    print(f"{HOW_TO_READ}\n")
+    print("| figure | workbench | plain setup | floor | ratio | target |")
+    print("|---|---|---|---|---|---|")
+    for cells in serving_rows(serving, memory_of):
+        print("| " + " | ".join(cells) + " |")
+    print_serving_tables(folder, serving, memory_of)
 
 
 HOW_TO_READ = (
