@@ -191,3 +191,12 @@ def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(st
     table = [line for line in text.getvalue().splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(cost)
     assert "**1 → 3 replicas**" in text.getvalue() and "**A bigger machine**" in text.getvalue()
+
+    # bench/serving.sh run alone: report.py renders its work folder (no tracking figures).
+    alone = subprocess.run(
+        ["python3", str(REPO / "bench" / "report.py"), str(tmp_path), "test"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "the serving part alone" in alone and "#### Serving: the gateway's cost" in alone, alone
