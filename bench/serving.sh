@@ -18,7 +18,8 @@
 #    model.predict; then the memory and processes of each container are read.
 # Every container it starts, and the uvloop image it builds, are removed at the end (the model
 # image is kept: a later run on the same stack reuses it, and its layers cache the next build).
-# Environment: WORKBENCH_COMPOSE, BENCH_MODEL, BENCH_REPS, BENCH_SMALL.
+# Environment: WORKBENCH_COMPOSE, BENCH_MODEL, BENCH_REPS, BENCH_SMALL, BENCH_SKIP_SETTINGS (not the
+# settings tried: `make serve`, the plain setup, the floor and the gateway's cost only).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 work="${1:?usage: bench/serving.sh WORK}"
@@ -167,7 +168,7 @@ run bare 8080 -v "$PWD/bench:/bench:ro" --entrypoint python "$image" /bench/serv
 direct=(-e DISABLE_NGINX=true -e UVICORN_HOST=0.0.0.0)
 quiet=(-e UVICORN_ACCESS_LOG=false)
 run direct-w1-quiet 8000 "${direct[@]}" "${quiet[@]}" -e MLFLOW_MODELS_WORKERS=1 "$image"
-if [[ "${BENCH_SMALL:-}" != 1 ]]; then
+if [[ "${BENCH_SMALL:-}" != 1 && -z "${BENCH_SKIP_SETTINGS:-}" ]]; then
 	run direct-w1 8000 "${direct[@]}" -e MLFLOW_MODELS_WORKERS=1 "$image"
 	run nginx-w1 8080 -e MLFLOW_MODELS_WORKERS=1 "$image"
 	run nginx-w2-quiet 8080 "${quiet[@]}" -e MLFLOW_MODELS_WORKERS=2 "$image"
