@@ -1,6 +1,10 @@
 """Renders one benchmark run (bench/run.sh's work folder) as the Markdown table of the README:
 every figure side by side with the plain setup and the floor, the ratio, and the target; then,
-when the serving benchmark ran (bench/serving.sh), a table of the serving settings tried."""
+when the serving benchmark ran (bench/serving.sh), a table of the serving settings tried and one of
+the gateway's cost. A work folder of bench/serving.sh run alone (serving.json, no results.json)
+gets the serving part of the table and those two tables:
+
+    python3 bench/report.py WORK STAMP"""
 
 from __future__ import annotations
 
@@ -68,6 +72,9 @@ def verdict(target: str, met: bool) -> str:
 
 def main() -> None:
     folder, stamp = Path(sys.argv[1]), sys.argv[2]
+    if not (folder / "results.json").exists() and (folder / "serving.json").exists():
+        serving_only(folder, stamp)
+        return
     r = json.loads((folder / "results.json").read_text())
     images = json.loads(read(folder, "images.json") or "{}")
     rows: list[tuple[str, str, str, str, str, str]] = []
@@ -263,11 +270,45 @@ def main() -> None:
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
     if serving:
-        served_env = (read(folder, "served_env") or "").split()
-        if served_env:  # what serve.sh set, so the label follows its defaults
-            front = "" if "DISABLE_NGINX=true" in served_env else "nginx + uvicorn, "
-            SETTINGS["served"] = "`make serve` now: " + front + ", ".join(f"`{v}`" for v in served_env)
-        print_serving_settings(serving, memory_of, read(folder, "serve_image_name") or "the model image")
+        print_serving_tables(folder, serving, memory_of)
+
+
+def print_serving_tables(folder: Path, serving: dict, memory_of: dict[str, str]) -> None:
+    """The serving settings table, and the gateway's cost when it was measured."""
+    served_env = (read(folder, "served_env") or "").split()
+    if served_env:  # what serve.sh set, so the label follows its defaults
+        front = "" if "DISABLE_NGINX=true" in served_env else "nginx + uvicorn, "
+        SETTINGS["served"] = "`make serve` now: " + front + ", ".join(f"`{v}`" for v in served_env)
+    print_serving_settings(serving, memory_of, read(folder, "serve_image_name") or "the model image")
+    if all(name in serving for name in GATEWAY):
+        workers = [v.split("=", 1)[1] for v in served_env if v.startswith("MLFLOW_MODELS_WORKERS=")]
+        print_gateway_cost(serving, memory_of, workers[0] if workers else None)
+
+
+def serving_only(folder: Path, stamp: str) -> None:
+    """bench/serving.sh run alone (against a running stack, no tracking figures): its part of the
+    table, its settings table and the gateway's cost. The load averages, when the caller wrote them
+    (load_start, load_end: `uptime`), go in the header."""
+    serving = json.loads((folder / "serving.json").read_text())
+    memory_of = serving_memory(folder)
+    memory = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 2**20
+    loads = [re.search(r"load average: (.*)", read(folder, f) or "") for f in ("load_start", "load_end")]
+    load = (
+        f"; load average (1, 5, 15 min) {loads[0].group(1)} at the start, {loads[1].group(1)} at the end"
+        if all(loads)
+        else ""
+    )
+    print(f"### Benchmark {stamp}: the serving part alone (bench/serving.sh)\n")
+    print(
+        f"Machine: {os.cpu_count()} cores, {memory:.0f} GiB; {serving['reps']} repetitions"
+        f"{' (BENCH_SMALL: small counts)' if serving.get('small') else ''}{load}.\n"
+    )
+    print(f"{HOW_TO_READ}\n")
+    print("| figure | workbench | plain setup | floor | ratio | target |")
+    print("|---|---|---|---|---|---|")
+    for cells in serving_rows(serving, memory_of):
+        print("| " + " | ".join(cells) + " |")
+    print_serving_tables(folder, serving, memory_of)
 
 
 HOW_TO_READ = (
@@ -441,6 +482,145 @@ def print_serving_settings(serving: dict, memory_of: dict[str, str], image: str)
             f"| {label} | {ms(r['1'])} | {fig(r['8']['req_s'])} | {ms(r['8'])} | {memory_of.get(name, '–')} | "
             f"{verdicts[0]} | {verdicts[1]} |"
         )
+
+
+# The gateway's cost (bench/serving.sh): one model container with serve.sh's replica settings,
+# reached directly and through gateways started as serve.sh starts one, side by side.
+GATEWAY = {
+    "direct": "the model container direct (published on 127.0.0.1, no gateway)",
+    "gateway-nokeys": "through a gateway, keys off (`WORKBENCH_SERVING_KEYS=off`)",
+    "gateway-keys": "through a gateway, keys on (the client sends `Authorization: Bearer <key>`)",
+}
+ADDED_MS, SHARE = 1.0, 0.9  # the targets: at most 1 ms added at p50, at least 90 % of the throughput
+
+
+def added(ours, theirs) -> tuple[float, float]:
+    """What ours adds to theirs: the difference of the medians, and the worst case (our worst
+    repetition against the other side's best, as `ratio`)."""
+    o, t = spread(ours), spread(theirs)
+    return o["median"] - t["median"], o["max"] - t["min"]
+
+
+def plus_ms(d: tuple[float, float]) -> str:
+    median, worst = (f"{x:+.2f} ms" for x in d)
+    return median if median == worst else f"{median} (worst {worst})"
+
+
+def by_repetition(ours, theirs, how) -> list[float]:
+    """`how(ours, theirs)` within each repetition: the gateway's cost's targets are measured back
+    to back in each one (bench/serving.py, a group), so its i-th values pair."""
+    return [how(o, t) for o, t in zip(spread(ours)["values"], spread(theirs)["values"], strict=True)]
+
+
+def repetitions(values: list[float], form: str, unit: str = "") -> str:
+    """`; by repetition min–max` (the spread of the paired values); nothing with one repetition."""
+    if len(values) < 2:
+        return ""
+    return f"; by repetition {form.format(min(values))}–{form.format(max(values))}{unit}"
+
+
+def gateway_rows(serving: dict, memory_of: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
+    """The gateway's cost table: figure | direct | through the gateway | the gateway's cost | target."""
+    direct, clients = serving["direct"], serving["clients"]
+    rows = []
+    for name, keys in (("gateway-nokeys", "keys off"), ("gateway-keys", "keys on")):
+        gw, dr = serving[name]["1"]["p50_ms"], direct["1"]["p50_ms"]
+        cost = added(gw, dr)
+        rows.append(
+            (
+                f"1 client: p50 / p99 ms, {keys}",
+                ms(direct["1"]),
+                ms(serving[name]["1"]),
+                f"{plus_ms(cost)} at p50"
+                + repetitions(by_repetition(gw, dr, lambda g, d: g - d), "{:+.2f}", " ms"),
+                verdict(f"≤ {ADDED_MS:g} ms added at p50", cost[1] <= ADDED_MS),
+            )
+        )
+    for name, keys in (("gateway-nokeys", "keys off"), ("gateway-keys", "keys on")):
+        share = ratio(serving[name]["8"]["req_s"], direct["8"]["req_s"])
+        rows.append(
+            (
+                f"{clients} clients: requests/s, {keys}",
+                fig(direct["8"]["req_s"]),
+                fig(serving[name]["8"]["req_s"]),
+                percent(share, "direct")
+                + repetitions(
+                    by_repetition(serving[name]["8"]["req_s"], direct["8"]["req_s"], lambda g, d: g / d),
+                    "{:.0%}",
+                ),
+                verdict(f"≥ {SHARE:.0%} of direct", share[1] >= SHARE),
+            )
+        )
+    for name, keys in (("gateway-nokeys", "keys off"), ("gateway-keys", "keys on")):
+        rows.append(
+            (f"{clients} clients: p50 / p99 ms, {keys}", ms(direct["8"]), ms(serving[name]["8"]), "", "")
+        )
+    if "direct" in memory_of and "gateway-keys" in memory_of:
+        rows.append(
+            (
+                "memory (MiB) / processes: the model; the gateway",
+                memory_of["direct"],
+                memory_of["gateway-keys"],
+                "",
+                "",
+            )
+        )
+    if "replicas-3" in serving:
+        scale = ratio(serving["replicas-3"]["8"]["req_s"], serving["gateway-nokeys"]["8"]["req_s"])
+        rows.append(
+            (
+                f"{clients} clients: requests/s through the gateway (keys off), 1 → 3 replicas",
+                f"1 replica: {fig(serving['gateway-nokeys']['8']['req_s'])}",
+                f"3 replicas: {fig(serving['replicas-3']['8']['req_s'])}",
+                times(scale, 2, " with 3"),
+                "",
+            )
+        )
+    return rows
+
+
+def bigger_machine(serving: dict, workers: str | None) -> str:
+    """What the replicas row says, and what a bigger machine would show (expected, not measured)."""
+    scale = ratio(serving["replicas-3"]["8"]["req_s"], serving["gateway-nokeys"]["8"]["req_s"])
+    # Within a quarter of 1 replica's (either way): what the spread of one server's repetitions
+    # reaches on these shared cores.
+    if scale[0] < 1.25:
+        found = (
+            f"{times(scale, 2)}: the model's work already fills them with 1 replica, so 3 add availability, "
+            "not throughput (what is left is noise and the cost of more processes on the same cores)"
+        )
+    else:
+        found = f"{times(scale, 2)}: the cores were not full with 1 replica"
+    return (
+        f"**1 → 3 replicas**: on these {serving['cpus']} cores the 3 replicas ({workers or 'its'} uvicorn "
+        f"workers and nginx each) share the cores with each other, the gateway and the {serving['clients']} "
+        f"clients; {found}. **A bigger machine** (expected, not measured here): with a core for each worker "
+        "of every replica, plus cores for the gateway and the clients, the replicas' work runs side by side "
+        "and the throughput grows towards 3× that of 1 replica, until the gateway (HAProxy, a thread a core) "
+        "or the clients become the limit; the gateway's own cost per request is the keys-off rows above."
+    )
+
+
+def print_gateway_cost(serving: dict, memory_of: dict[str, str], workers: str | None = None) -> None:
+    print("\n#### Serving: the gateway's cost (the same model container, all in this run)\n")
+    print(
+        "- **How**: one container of the model's image with the settings `make serve` gives a replica "
+        "(read from the served one), published on 127.0.0.1 and, on the stack's network, behind two "
+        "gateways started as `make serve` starts one (`RATE_LIMIT` out of the bench's reach): "
+        + "; ".join(f"{name}: {label}" for name, label in GATEWAY.items())
+        + ". The three are measured back to back in each repetition, their order rotated. 3 replicas: "
+        "that container and two more like it behind a third gateway (keys off). A cost is the difference "
+        "of the medians (a share their ratio), then its spread over the repetitions (each repetition's gateway "
+        "against the same repetition's direct); **worst** is the gateway's worst repetition against the "
+        "direct one's best, and a target is **met** only when that worst case meets it (so every "
+        "repetition meets it).\n"
+    )
+    print("| figure | direct | through the gateway | the gateway's cost | target |")
+    print("|---|---|---|---|---|")
+    for cells in gateway_rows(serving, memory_of):
+        print("| " + " | ".join(cells) + " |")
+    if "replicas-3" in serving:
+        print(f"\n{bigger_machine(serving, workers)}")
 
 
 if __name__ == "__main__":

@@ -49,8 +49,10 @@ remove_bench_stack() {
 		docker ps -aq --filter "label=com.docker.compose.project=$bench_project" --filter "label=com.docker.compose.oneoff=True")
 	((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null 2>&1 || true
 	"${bench_dc[@]}" down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
-	# Still there if a container held it while `down` ran: removed now that none does.
-	mapfile -t volumes < <(docker volume ls -q --filter "label=com.docker.compose.project=$bench_project")
+	# Still there if a container held it while `down` ran: removed now that none does. And the
+	# serving bench's own (its gateways' keys), which Compose does not know.
+	mapfile -t volumes < <(docker volume ls -q --filter "label=com.docker.compose.project=$bench_project"
+		docker volume ls -q --filter "label=org.workbench.project=$bench_project")
 	((${#volumes[@]} == 0)) || docker volume rm -f "${volumes[@]}" >/dev/null 2>&1 || true
 }
 finish() {

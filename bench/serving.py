@@ -6,10 +6,13 @@ library is the one the served model uses; bench/serving.sh starts them):
         worker, no framework) that reads the request and answers a fixed JSON body;
 
     python /bench/serving.py measure TARGETS_JSON
-        the client and the in-process floor. TARGETS_JSON: {"name": "http://127.0.0.1:port", ...}.
-        For each repetition (BENCH_REPS) and each target in turn: the latency of one-row requests
-        from 1 client, then the throughput of 8 concurrent clients. Then `model.predict` of the
-        same row in this process. Prints JSON on stdout: every figure over the repetitions, its
+        the client and the in-process floor. TARGETS_JSON: {"name": "http://127.0.0.1:port", ...};
+        a target may instead be {"url": ..., "key": ..., "group": ...}: "key" is sent as
+        `Authorization: Bearer <key>` (a gateway with API keys on), and the targets of one "group"
+        are measured back to back in each repetition (the gateway's cost: the model direct and
+        through its gateways, minutes apart at most). For each repetition (BENCH_REPS) and each
+        target in turn: the latency of one-row requests from 1 client, then the throughput of 8
+        concurrent clients. Then `model.predict` of the same row in this process. Prints JSON on stdout: every figure over the repetitions, its
         median, min, max and values (bench/spread.py).
 
 The request is one row of the model's own input example (/opt/ml/model/serving_input_example.json,
@@ -99,11 +102,13 @@ def bare(port: str) -> None:
 class Connection:
     """One persistent HTTP/1.1 connection that POSTs the same body to /invocations."""
 
-    def __init__(self, url: str, body: bytes):
-        parsed = urllib.parse.urlsplit(url)
+    def __init__(self, target: dict, body: bytes):
+        parsed = urllib.parse.urlsplit(target["url"])
         self.conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
         self.body = body
         self.headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        if target.get("key"):
+            self.headers["Authorization"] = f"Bearer {target['key']}"
 
     def request(self) -> float:
         start = time.perf_counter()
@@ -119,10 +124,10 @@ class Connection:
         self.conn.close()
 
 
-def _client(url: str, body: bytes, count: int, barrier, deadline_s: float, results) -> None:
+def _client(target: dict, body: bytes, count: int, barrier, deadline_s: float, results) -> None:
     """One of the concurrent clients: warm up, wait for the others, then `count` requests or
     until the deadline. Puts (latencies, start, end, CPU seconds, error) on `results`."""
-    conn = Connection(url, body)
+    conn = Connection(target, body)
     try:
         for _ in range(WARMUP):
             conn.request()
@@ -143,12 +148,12 @@ def _client(url: str, body: bytes, count: int, barrier, deadline_s: float, resul
         conn.close()
 
 
-def concurrent(url: str, body: bytes, clients: int = CLIENTS) -> dict:
+def concurrent(target: dict, body: bytes, clients: int = CLIENTS) -> dict:
     ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(clients), ctx.Queue()
     share = REQUESTS // clients
     procs = [
-        ctx.Process(target=_client, args=(url, body, share, barrier, SECONDS, results))
+        ctx.Process(target=_client, args=(target, body, share, barrier, SECONDS, results))
         for _ in range(clients)
     ]
     for p in procs:
@@ -156,9 +161,10 @@ def concurrent(url: str, body: bytes, clients: int = CLIENTS) -> dict:
     outcomes = [results.get(timeout=SECONDS + 300) for _ in procs]
     for p in procs:
         p.join()
-    errors = [e for *_, e in outcomes if e]
+    # The client that failed first aborts the barrier: the others' BrokenBarrierError says less.
+    errors = sorted((e for *_, e in outcomes if e), key=lambda e: e.startswith("BrokenBarrierError"))
     if errors:
-        raise RuntimeError(f"{url}: {errors[0]}")
+        raise RuntimeError(f"{target['url']}: {errors[0]}")
     latencies = [x for lat, *_ in outcomes for x in lat]
     # Wall time: from the first client's start to the last one's end (all start at the barrier).
     wall = max(o[2] for o in outcomes) - min(o[1] for o in outcomes)
@@ -174,8 +180,8 @@ def concurrent(url: str, body: bytes, clients: int = CLIENTS) -> dict:
     }
 
 
-def sequential(url: str, body: bytes) -> dict:
-    conn = Connection(url, body)
+def sequential(target: dict, body: bytes) -> dict:
+    conn = Connection(target, body)
     try:
         for _ in range(WARMUP):
             conn.request()
@@ -291,15 +297,36 @@ def in_process(body: bytes) -> dict:
 # ---- the run -------------------------------------------------------------------------------------
 
 
+def rotated(items: list, rep: int) -> list:
+    return items[rep % len(items) :] + items[: rep % len(items)] if items else items
+
+
+def order(targets: dict[str, dict], rep: int) -> list[str]:
+    """The targets of one repetition in turn. The order rotates each repetition, so no target is
+    always first (or last) after a pause; a group's targets stay together, their own order rotated."""
+    units: list[list[str]] = []
+    groups: dict[str, list[str]] = {}
+    for name, target in targets.items():
+        group = target.get("group")
+        if group is None:
+            units.append([name])
+        elif group not in groups:
+            groups[group] = [name]
+            units.append(groups[group])
+        else:
+            groups[group].append(name)
+    return [name for unit in rotated(units, rep) for name in rotated(unit, rep)]
+
+
 def measure(targets_json: str) -> dict:
-    targets = json.loads(targets_json)
+    targets = {
+        name: {"url": target} if isinstance(target, str) else target
+        for name, target in json.loads(targets_json).items()
+    }
     body = one_row()
     runs: dict[str, dict[str, list]] = {name: {"1": [], "8": []} for name in targets}
     for rep in range(REPS):
-        # Rotate the order each repetition, so no target is always first (or last) after a pause.
-        names = list(targets)
-        names = names[rep % len(names) :] + names[: rep % len(names)]
-        for name in names:
+        for name in order(targets, rep):
             progress(f"repetition {rep + 1}/{REPS}: {name}, 1 client then {CLIENTS} clients")
             runs[name]["1"].append(sequential(targets[name], body))
             runs[name]["8"].append(concurrent(targets[name], body))

@@ -3,10 +3,12 @@
 bench/register-model.py registers a model from the jupyter container of the test stack (under a
 name of its own, so the bench's own model image on this machine is left alone); bench/serving.sh
 serves it with serving/serve.sh, starts the plain `mlflow models serve`, the bare HTTP server and
-a setting from the same image, and measures them with the client; bench/report.py renders the
-serving rows and the settings table from what it wrote. No figure is asserted against a time:
-only that every figure is there and sane, kept for each repetition (median, min, max, values),
-and that the harness leaves no container behind.
+a setting from the same image, and, for the gateway's cost, one container of it reached directly
+and through two gateways (keys off, keys on) and 3 replicas behind a third; it measures them with
+the client; bench/report.py renders the serving rows, the settings table and the gateway's cost
+from what it wrote. No figure is asserted against a time: only that every figure is there and
+sane, kept for each repetition (median, min, max, values), and that the harness leaves no
+container or volume behind.
 """
 
 from __future__ import annotations
@@ -64,6 +66,24 @@ def bench_containers(project: str) -> list[str]:
     return ids + served
 
 
+def bench_volumes(project: str) -> list[str]:
+    return subprocess.run(
+        [
+            "docker",
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            "label=org.workbench.project=" + project,
+            "--filter",
+            "label=org.workbench.bench.serving=true",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
 @pytest.mark.slow
 def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(stack, tmp_path):
     name = f"bench-test-{uuid.uuid4().hex[:8]}"
@@ -91,11 +111,13 @@ def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(st
         )
         assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         assert bench_containers(stack.project) == [], "the harness left containers behind"
+        assert bench_volumes(stack.project) == [], "the harness left its keys volume behind"
         assert image_present(f"workbench-model/{name}:1"), "make serve's image is kept for the next run"
 
     serving = json.loads((tmp_path / "serving.json").read_text())
     assert serving["reps"] == 1 and serving["small"] is True and serving["clients"] == 8
-    servers = {"served", "plain", "bare", "direct-w1-quiet"}
+    gateway_cost = {"direct", "gateway-nokeys", "gateway-keys", "replicas-3"}
+    servers = {"served", "plain", "bare", "direct-w1-quiet"} | gateway_cost
     assert servers <= set(serving)
 
     def one_repetition(figure: dict) -> float:
@@ -118,7 +140,10 @@ def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(st
 
     report = load_report()
     memory_of = report.serving_memory(tmp_path)
-    assert set(memory_of) == servers
+    assert set(memory_of) == servers | {"replica-2", "replica-3"}  # the two other replicas: not targets
+    # The keys-on gateway refused a request without a key (each of its measured requests, with the
+    # bench's key, got 200: the client fails on any other answer); all 3 replicas were up in theirs.
+    assert (tmp_path / "gateway_check").read_text().splitlines() == ["without a key: 401", "replicas up: 3"]
     rows = {cells[0]: cells for cells in report.serving_rows(serving, memory_of)}
     assert set(rows) == {
         "serving one row, 1 client: p50 / p99 ms",
@@ -137,5 +162,41 @@ def test_quick_serving_bench_measures_every_server_and_leaves_nothing_running(st
     with redirect_stdout(text):
         report.print_serving_settings(serving, memory_of, f"workbench-model/{name}:1")
     table = [line for line in text.getvalue().splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + len(servers)  # the header, then one line a server
+    assert len(table) == 1 + len(servers - gateway_cost)  # the header, then one line a setting
     assert any(line.startswith("| `make serve` now") for line in table)
+
+    # The gateway's cost: direct | through the gateway | its cost | the target, verdict on the worst case.
+    cost = {cells[0]: cells for cells in report.gateway_rows(serving, memory_of)}
+    assert set(cost) == {
+        "1 client: p50 / p99 ms, keys off",
+        "1 client: p50 / p99 ms, keys on",
+        "8 clients: requests/s, keys off",
+        "8 clients: requests/s, keys on",
+        "8 clients: p50 / p99 ms, keys off",
+        "8 clients: p50 / p99 ms, keys on",
+        "memory (MiB) / processes: the model; the gateway",
+        "8 clients: requests/s through the gateway (keys off), 1 → 3 replicas",
+    }
+    for keys in ("keys off", "keys on"):
+        latency, throughput = cost[f"1 client: p50 / p99 ms, {keys}"], cost[f"8 clients: requests/s, {keys}"]
+        assert latency[3].endswith(" at p50") and latency[3][0] in "+-", latency
+        assert latency[4] in ("≤ 1 ms added at p50: met", "≤ 1 ms added at p50: not met"), latency
+        assert "% of direct" in throughput[3], throughput
+        assert throughput[4] in ("≥ 90% of direct: met", "≥ 90% of direct: not met"), throughput
+    replicas = cost["8 clients: requests/s through the gateway (keys off), 1 → 3 replicas"]
+    assert replicas[1].startswith("1 replica: ") and replicas[2].startswith("3 replicas: "), replicas
+    text = io.StringIO()
+    with redirect_stdout(text):
+        report.print_gateway_cost(serving, memory_of, "2")
+    table = [line for line in text.getvalue().splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(cost)
+    assert "**1 → 3 replicas**" in text.getvalue() and "**A bigger machine**" in text.getvalue()
+
+    # bench/serving.sh run alone: report.py renders its work folder (no tracking figures).
+    alone = subprocess.run(
+        ["python3", str(REPO / "bench" / "report.py"), str(tmp_path), "test"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "the serving part alone" in alone and "#### Serving: the gateway's cost" in alone, alone
