@@ -34,54 +34,21 @@ def load_report():
     return module
 
 
+def labelled(project: str, label: str, *, what: str = "ps") -> list[str]:
+    """The ids of the project's containers (what="ps") or volumes (what="volume") with `label`."""
+    command = ["docker", "ps", "-aq"] if what == "ps" else ["docker", "volume", "ls", "-q"]
+    filters = ["--filter", f"label=org.workbench.project={project}", "--filter", f"label={label}"]
+    return subprocess.run([*command, *filters], capture_output=True, text=True, check=True).stdout.split()
+
+
 def bench_containers(project: str) -> list[str]:
-    ids = subprocess.run(
-        [
-            "docker",
-            "ps",
-            "-aq",
-            "--filter",
-            "label=org.workbench.project=" + project,
-            "--filter",
-            "label=org.workbench.bench.serving=true",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    served = subprocess.run(
-        [
-            "docker",
-            "ps",
-            "-aq",
-            "--filter",
-            "label=org.workbench.project=" + project,
-            "--filter",
-            "label=org.workbench.serving=true",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return ids + served
+    return labelled(project, "org.workbench.bench.serving=true") + labelled(
+        project, "org.workbench.serving=true"
+    )
 
 
 def bench_volumes(project: str) -> list[str]:
-    return subprocess.run(
-        [
-            "docker",
-            "volume",
-            "ls",
-            "-q",
-            "--filter",
-            "label=org.workbench.project=" + project,
-            "--filter",
-            "label=org.workbench.bench.serving=true",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    return labelled(project, "org.workbench.bench.serving=true", what="volume")
 
 
 @pytest.mark.slow

@@ -255,26 +255,15 @@ def test_a_certificate_and_key_from_files(team, tmp_path):
         team.stack.compose(*recreate)  # back to make team-ca's certificate
 
 
-def _replicas_up(team: Team) -> int:
-    """How many mlflow-server replicas the gateway has UP (its Prometheus page, in the container)."""
-    code = (
-        "import urllib.request; print(urllib.request.urlopen("
-        "'http://127.0.0.1:8405/metrics?scope=server', timeout=5).read().decode())"
-    )
-    metrics = team.stack.exec("team-gateway", "python3", "-c", code).stdout
-    states = [line for line in metrics.splitlines() if line.startswith("haproxy_server_status{")]
-    return sum('proxy="mlflow"' in line and 'state="UP"' in line and line.endswith(" 1") for line in states)
-
-
 def test_the_gateway_finds_every_mlflow_server_replica_by_dns(team):
     # Issue 15 §3's shape: a second mlflow-server on the same stack is found through Docker's DNS,
     # checked on /health and given requests; when it goes, the gateway keeps answering.
-    assert _replicas_up(team) == 1
+    assert team.replicas_up() == 1
     scale = ("up", "-d", "--no-deps", "--wait", "--scale", "mlflow-server=2", "mlflow-server")
     try:
         team.stack.compose(*scale, timeout=600)
         wait_until(
-            lambda: _replicas_up(team) == 2, timeout=60, what="two mlflow-server replicas UP in the gateway"
+            lambda: team.replicas_up() == 2, timeout=60, what="two mlflow-server replicas UP in the gateway"
         )
         http = team.session()
         search = team.url(MLFLOW_HOST, "/api/2.0/mlflow/experiments/search")
@@ -285,7 +274,7 @@ def test_the_gateway_finds_every_mlflow_server_replica_by_dns(team):
         assert "mlflow/mlflow-1 " in logs and "mlflow/mlflow-2 " in logs, "both replicas answered"
     finally:
         team.stack.compose("up", "-d", "--no-deps", "--wait", "--scale", "mlflow-server=1", "mlflow-server")
-    wait_until(lambda: _replicas_up(team) == 1, timeout=60, what="the gateway back to one replica")
+    wait_until(lambda: team.replicas_up() == 1, timeout=60, what="the gateway back to one replica")
     assert team.session().post(search, json={"max_results": 1}, timeout=10).status_code == 200
 
 

@@ -100,7 +100,7 @@ def _stdin(team: Team, users: dict, calls: list) -> str:
 def test_both_replicas_run_behind_the_gateway(team):
     assert len(replica_addresses(team)) == REPLICAS
     wait_until(
-        lambda: replicas_up(team) == REPLICAS, timeout=60, what=f"{REPLICAS} replicas UP in the gateway"
+        lambda: team.replicas_up() == REPLICAS, timeout=60, what=f"{REPLICAS} replicas UP in the gateway"
     )
     http = team.session()
     search = team.url(MLFLOW_HOST, "/api/2.0/mlflow/experiments/search")
@@ -257,20 +257,9 @@ def test_permissions_and_the_fast_paths_are_the_same_on_both_replicas(team):
     ]
 
 
-def replicas_up(team: Team) -> int:
-    """How many mlflow-server replicas the gateway has UP (its Prometheus page, in the container)."""
-    code = (
-        "import urllib.request; print(urllib.request.urlopen("
-        "'http://127.0.0.1:8405/metrics?scope=server', timeout=5).read().decode())"
-    )
-    metrics = team.stack.exec("team-gateway", "python3", "-c", code).stdout
-    states = [line for line in metrics.splitlines() if line.startswith("haproxy_server_status{")]
-    return sum('proxy="mlflow"' in line and 'state="UP"' in line and line.endswith(" 1") for line in states)
-
-
 def test_a_replica_killed_under_load_loses_no_acknowledged_write(team, figure):
     wait_until(
-        lambda: replicas_up(team) == REPLICAS, timeout=60, what=f"{REPLICAS} replicas UP in the gateway"
+        lambda: team.replicas_up() == REPLICAS, timeout=60, what=f"{REPLICAS} replicas UP in the gateway"
     )
     team.stack.exec("jupyter", "sh", "-c", "cat > /tmp/team-ca.pem", input=team.ca.read_text())
     # MLflow's own client, as a team member's laptop runs it: https://mlflow.<name>, trusting only
@@ -291,7 +280,7 @@ def test_a_replica_killed_under_load_loses_no_acknowledged_write(team, figure):
     killed_at = time.time()
     subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
     wait_until(
-        lambda: replicas_up(team) == REPLICAS - 1, timeout=30, what="the gateway to mark the replica DOWN"
+        lambda: team.replicas_up() == REPLICAS - 1, timeout=30, what="the gateway to mark the replica DOWN"
     )
     down_after = time.time() - killed_at
     reports = finish(public, timeout=240), finish(inside, timeout=240)

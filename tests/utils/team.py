@@ -42,6 +42,18 @@ class Team:
     def url(self, host: str, path: str = "/") -> str:
         return f"https://{host}:{self.https_port}{path}"
 
+    def replicas_up(self) -> int:
+        """How many mlflow-server replicas the gateway has UP (its Prometheus page, in the container)."""
+        code = (
+            "import urllib.request; print(urllib.request.urlopen("
+            "'http://127.0.0.1:8405/metrics?scope=server', timeout=5).read().decode())"
+        )
+        metrics = self.stack.exec("team-gateway", "python3", "-c", code).stdout
+        states = [line for line in metrics.splitlines() if line.startswith("haproxy_server_status{")]
+        return sum(
+            'proxy="mlflow"' in line and 'state="UP"' in line and line.endswith(" 1") for line in states
+        )
+
     def session(self, verify: str | bool | None = None, auth=ADMIN) -> requests.Session:
         session = requests.Session()
         session.verify = str(self.ca) if verify is None else verify
