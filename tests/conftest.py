@@ -53,6 +53,7 @@ def pytest_configure(config):
 LONGEST_FIRST = (
     "compat/test_models.py",
     "serving/test_serving.py",
+    "bench/test_bench_serving.py",
     "serving/test_replicas.py",
     "scoring/test_scoring.py",
     "team-gateway/test_tracking_replicas.py",
@@ -60,7 +61,6 @@ LONGEST_FIRST = (
     "team-gateway/test_team_gateway.py",
     "e2e/test_notebooks.py",
     "bench/test_bench_run.py",
-    "bench/test_bench_serving.py",
     "e2e/test_exercises.py",
 )
 
