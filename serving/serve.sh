@@ -2,12 +2,15 @@
 # Serve registered models of a running workbench as Docker containers (serving/README.md).
 #
 #   serving/serve.sh serve   [MODEL=models:/<name>@<alias>] [PORT=5001] ...
+#   serving/serve.sh image   [MODEL=...] [NETWORK=...]    (only the model's image; its facts on stdout)
 #   serving/serve.sh stop    [PORT=...] [MODEL=...]       (neither: every model of the project)
 #   serving/serve.sh logs    [PORT=...] [MODEL=...]
 #   serving/serve.sh ps
 #   serving/serve.sh key     NAME=... [MODEL=<registered model name>]   (issue an API key)
 #   serving/serve.sh keys                                               (list them, with usage)
 #   serving/serve.sh key-revoke NAME=...
+#   serving/serve.sh keys-init                                          (the keys' files, once)
+#   serving/serve.sh gateway-image                                      (build the gateway's image)
 #
 # Settings come from the environment (the make targets pass them): PROJECT (workbench), MODEL,
 # PORT, REPLICAS (containers of the model behind the gateway, 1; serving again rolls them), WORKERS
@@ -209,6 +212,60 @@ retire_replica() {
 	say "$name drained and removed"
 }
 
+# The admin password: from ADMIN_PASSWORD_FILE when given (a Swarm deployment's secrets folder,
+# swarm/README.md), else read from the secrets volume by the one-shot secrets-init service (root
+# there; the volume's files are 0400 for the server's uid).
+admin_password() {
+	if [[ -n "${ADMIN_PASSWORD_FILE:-}" ]]; then
+		cat -- "$ADMIN_PASSWORD_FILE"
+	else
+		compose run --rm --no-deps -T secrets-init cat /secrets/mlflow-server/mlflow-admin-password
+	fi
+}
+
+# The image of MODEL, built by the serving tools container on NETWORK (mlflow-server reachable
+# there) with `mlflow models build-docker`, unless it exists: writes the results (image=, name=,
+# version=, slug=, size=, example=, ...) as key=value lines to the file RESULTS.
+build_model_image() {
+	local model="$1" network="$2" results="$3"
+	say "serving tools image $TOOLS_IMAGE (the first build takes a minute or two)"
+	# The context: serving/ and the module it shares with make score; a rebuild leaves no stale image.
+	tools/build-image.sh serving "$TOOLS_IMAGE" "$WORKBENCH_BASE" >/dev/null
+
+	# The admin password (admin_password) stays in this shell's memory and reaches the tools
+	# container on its stdin: never a command line or `docker inspect`.
+	local password
+	password="$(admin_password)" || die "could not read the MLflow admin password of project $PROJECT"
+
+	: >"$results"
+	local var proxies=()
+	for var in HTTP_PROXY HTTPS_PROXY NO_PROXY FTP_PROXY ALL_PROXY http_proxy https_proxy no_proxy ftp_proxy all_proxy PIP_INDEX_URL; do
+		[[ -n "${!var:-}" ]] && proxies+=("$var=${!var}")
+	done
+	say "building the image of $model (tools container on $network, Docker socket mounted)"
+	# The tools container holds the Docker socket, which is root on this machine whatever else is
+	# done, so it gets nothing else: no other host path, a read-only root file system, its
+	# scratch (the model's download, the build context) in an anonymous volume (on disk: models
+	# can be bigger than memory; removed with the container), no capability (root in it still
+	# reaches the socket: it owns it), no privilege gain, memory and process limits. It runs as
+	# root because a non-root user cannot reach the socket on rootless Docker or Docker Desktop.
+	# (":ro" keeps the socket file itself unchanged; the Docker API behind it is not read-only.)
+	{ printf 'password=%s\n' "$password"; ((${#proxies[@]})) && printf '%s\n' "${proxies[@]}"; true; } \
+		| docker run --rm -i --network "$network" \
+			-v "$(docker_socket):/var/run/docker.sock:ro" \
+			--read-only -v /tmp -e HOME=/tmp --cap-drop ALL --security-opt no-new-privileges:true \
+			--memory 2g --pids-limit 256 \
+			-e MLFLOW_TRACKING_URI=http://mlflow-server:5000 -e MLFLOW_TRACKING_USERNAME=admin \
+			--label "$LABEL.tools=true" --label "org.workbench.project=$PROJECT" \
+			"$TOOLS_IMAGE" --model "$model" --project "$PROJECT" --workbench-base "$WORKBENCH_BASE" \
+			${REBUILD:+--rebuild} \
+		| while IFS= read -r line; do
+			if [[ "$line" == '::serve:: '* ]]; then printf '%s\n' "${line#::serve:: }" >>"$results"
+			else printf '%s\n' "$line"; fi
+		done
+	unset password
+}
+
 cmd_serve() {
 	local model="${MODEL:-$MODEL_DEFAULT}" port="${PORT:-5001}" workers="${WORKERS:-2}"
 	local bind="${BIND_ADDRESS:-127.0.0.1}" timeout="${SERVE_TIMEOUT:-300}"
@@ -253,45 +310,7 @@ cmd_serve() {
 	keys_tool init
 	[[ "$keys" == off ]] || jupyter_key
 
-	say "serving tools image $TOOLS_IMAGE (the first build takes a minute or two)"
-	# The context: serving/ and the module it shares with make score; a rebuild leaves no stale image.
-	tools/build-image.sh serving "$TOOLS_IMAGE" "$WORKBENCH_BASE" >/dev/null
-
-	# The admin password, read from the secrets volume by the one-shot secrets-init service
-	# (root there; the volume's files are 0400 for the server's uid). It stays in this shell's
-	# memory and reaches the tools container on its stdin: never a command line or `docker inspect`.
-	local password
-	password="$($COMPOSE -p "$PROJECT" ${ENV_FILE:+--env-file "$ENV_FILE"} -f docker-compose.yml \
-		run --rm --no-deps -T secrets-init cat /secrets/mlflow-server/mlflow-admin-password)" \
-		|| die "could not read the MLflow admin password of project $PROJECT"
-
-	: >"$results"
-	local var proxies=()
-	for var in HTTP_PROXY HTTPS_PROXY NO_PROXY FTP_PROXY ALL_PROXY http_proxy https_proxy no_proxy ftp_proxy all_proxy PIP_INDEX_URL; do
-		[[ -n "${!var:-}" ]] && proxies+=("$var=${!var}")
-	done
-	say "building the image of $model (tools container on $network, Docker socket mounted)"
-	# The tools container holds the Docker socket, which is root on this machine whatever else is
-	# done, so it gets nothing else: no other host path, a read-only root file system, its
-	# scratch (the model's download, the build context) in an anonymous volume (on disk: models
-	# can be bigger than memory; removed with the container), no capability (root in it still
-	# reaches the socket: it owns it), no privilege gain, memory and process limits. It runs as
-	# root because a non-root user cannot reach the socket on rootless Docker or Docker Desktop.
-	# (":ro" keeps the socket file itself unchanged; the Docker API behind it is not read-only.)
-	{ printf 'password=%s\n' "$password"; ((${#proxies[@]})) && printf '%s\n' "${proxies[@]}"; true; } \
-		| docker run --rm -i --network "$network" \
-			-v "$(docker_socket):/var/run/docker.sock:ro" \
-			--read-only -v /tmp -e HOME=/tmp --cap-drop ALL --security-opt no-new-privileges:true \
-			--memory 2g --pids-limit 256 \
-			-e MLFLOW_TRACKING_URI=http://mlflow-server:5000 -e MLFLOW_TRACKING_USERNAME=admin \
-			--label "$LABEL.tools=true" --label "org.workbench.project=$PROJECT" \
-			"$TOOLS_IMAGE" --model "$model" --project "$PROJECT" --workbench-base "$WORKBENCH_BASE" \
-			${REBUILD:+--rebuild} \
-		| while IFS= read -r line; do
-			if [[ "$line" == '::serve:: '* ]]; then printf '%s\n' "${line#::serve:: }" >>"$results"
-			else printf '%s\n' "$line"; fi
-		done
-	unset password
+	build_model_image "$model" "$network" "$results"
 
 	local -A r=()
 	local key value
@@ -385,6 +404,16 @@ Logs: make serve-logs PORT=$port    Stop: make serve-stop PORT=$port    All: mak
 EOF
 }
 
+# The model's image only (a Swarm deployment serves it: swarm/deploy.sh): its results on stdout.
+cmd_image() {
+	local model="${MODEL:-$MODEL_DEFAULT}" network="${NETWORK:-${PROJECT}_frontend}"
+	results="$(mktemp)"
+	trap 'rm -f "$results"' EXIT
+	docker network inspect "$network" >/dev/null 2>&1 || die "no network $network: is the workbench (project $PROJECT) up?"
+	build_model_image "$model" "$network" "$results" >&2
+	grep -E '^(image|name|version|slug|what|size|example)=' "$results"
+}
+
 cmd_stop() {
 	local ids
 	ids="$(containers) $(gateways -a)"
@@ -475,11 +504,14 @@ cmd_key_revoke() {
 
 case "${1:-}" in
 	serve) cmd_serve ;;
+	image) cmd_image ;;
 	stop) cmd_stop ;;
 	logs) cmd_logs ;;
 	ps) cmd_ps ;;
 	key) cmd_key ;;
 	keys) cmd_keys ;;
 	key-revoke) cmd_key_revoke ;;
-	*) die "usage: $0 serve|stop|logs|ps|key|keys|key-revoke (settings in the environment, see the top of this file)" ;;
+	keys-init) build_gateway /dev/null && keys_tool init ;;
+	gateway-image) trap 'rm -f "$errors"' EXIT && errors="$(mktemp)" && build_gateway "$errors" ;;
+	*) die "usage: $0 serve|image|stop|logs|ps|key|keys|key-revoke|keys-init|gateway-image (settings in the environment, see the top of this file)" ;;
 esac
