@@ -77,6 +77,10 @@ RUN conf="$(python -c 'import mlflow.models, pathlib; print(pathlib.Path(mlflow.
  && grep -q '^    location / {' "$conf" \
  && sed -i 's|^    location / {|    location ~ "^/openapi(-nokeys)?[.]json$" {\n      root /opt/workbench;\n      default_type application/json;\n      add_header Access-Control-Allow-Origin "*";\n    }\n\n    location / {|' "$conf" \
  && grep -qF 'location ~ "^/openapi(-nokeys)?[.]json$"' "$conf"
+# nginx's folders, a tmpfs at run time: `make serve` mounts them for the model's user. A Swarm
+# tmpfs takes no owner (root's, with this folder's mode): open to all, sticky, like /tmp, or the
+# scoring server's nginx (user nobody) could not write there (swarm/README.md).
+RUN mkdir -p /var/lib/nginx /var/log/nginx && chmod 1777 /var/lib/nginx /var/log/nginx
 """
 # Inserted before MLflow's `COPY <model> /opt/ml/model`: the model's requirements in a layer of
 # their own, ahead of the model's files. Every model logged from the same environment (each new
