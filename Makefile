@@ -226,6 +226,8 @@ lock: .venv ## re-pin the Python dependencies of every image (uv pip compile)
 -include serving/serving.mk
 # Batch scoring: make score (scoring/scoring.mk).
 -include scoring/scoring.mk
+# Docker Swarm: make swarm-init / deploy / deploy-serve / deploy-ps / deploy-rm (swarm/swarm.mk).
+-include swarm/swarm.mk
 
 # ---- Notebooks, examples, exercises (in the running workbench's jupyter container) ----
 EXAMPLE ?= elasticnet

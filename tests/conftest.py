@@ -51,6 +51,7 @@ def pytest_configure(config):
 # end near each other rather than one finishing a long file alone at the end. Order only: any
 # file may run in either process, and every other file follows in its usual order.
 LONGEST_FIRST = (
+    "swarm/test_swarm.py",
     "compat/test_models.py",
     "serving/test_serving.py",
     "bench/test_bench_serving.py",

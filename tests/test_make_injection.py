@@ -217,6 +217,21 @@ def test_an_unbalanced_quote_in_params_fails_instead_of_running_without_them(stu
 
 
 # Names a recipe may use: make's own, the Makefile's macros, which take no user values, the
+def test_deploy_targets_hand_every_setting_over_verbatim(inject):
+    """make deploy-serve / deploy-ps / deploy-rm (swarm/deploy.sh): the stack's name is checked
+    before anything runs, and quoted back verbatim."""
+    prefix = no_project()
+    stack, stack_expected = (prefix + v for v in inject("STACK"))
+    typed = {
+        name: inject(name)[0] for name in ("MODEL", "PORT", "REPLICAS", "ENV_FILE", "WORKBENCH_REGISTRY")
+    }
+    for target in ("deploy-serve", "deploy-ps", "deploy-rm"):
+        result = make(target, STACK=stack, **typed)
+        assert result.returncode != 0
+        assert f"STACK={stack_expected}: 1-40 lower-case letters" in result.stderr, result.stderr
+    assert inject.markers() == [], "a make variable ran as a shell command"
+
+
 # macros' parameters (literal words of the Makefile's own calls) and make's `if` over them.
 ALLOWED = {"DC", "START_SERVICES", "call", "if", "MAKEFILE_LIST", "MAKE", "1", "2"}
 
@@ -225,7 +240,7 @@ def test_no_recipe_interpolates_a_make_variable():
     """Every recipe of every make file: a `$(VAR)` or `$*` would splice a value into shell text
     (`$$` is the shell's own `$`). Values are read from the environment ("$$VAR") instead."""
     found = []
-    for name in ("Makefile", "serving/serving.mk", "scoring/scoring.mk"):
+    for name in ("Makefile", "serving/serving.mk", "scoring/scoring.mk", "swarm/swarm.mk"):
         for number, line in enumerate((REPO / name).read_text().splitlines(), 1):
             macro = re.match(r"(DC|START_SERVICES|split_words) *:?=", line)
             if not (line.startswith("\t") or macro):
