@@ -54,6 +54,9 @@ LEFT_OUT = {"secrets-init", "team-gateway", "team-ca"}
 # Where the state lives (named volumes are per node) or a host folder is mounted: on a manager,
 # the node `make deploy` runs on (swarm/README.md, "More than one machine").
 ON_A_MANAGER = {"postgres", "ftpd", "jupyter", "portainer", "edge"}
+# Compose's, not Swarm's (Engine 20.10): start order (tasks restart instead), and the settings
+# its services have no field for.
+DROPPED = {"depends_on", "security_opt", "shm_size", "pids_limit"}
 # Kept as Compose wrote them (the 3.8 format's names for the same things).
 KEPT = (
     "command",
@@ -135,6 +138,9 @@ def workbench(
         if name in LEFT_OUT or (name == "portainer" and not portainer):
             continue
         out = {k: spec[k] for k in KEPT if spec.get(k) not in (None, [], {})}
+        dropped = sorted(set(spec) & DROPPED)
+        if dropped:
+            warn(f"{name}: left out, Swarm does not take them: {', '.join(dropped)}")
         out["image"] = image(spec["image"], registry)
         out["networks"] = sorted(spec.get("networks", {}))
         out["volumes"], named = volumes(name, spec)
